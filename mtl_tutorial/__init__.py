@@ -1,0 +1,1 @@
+"""Multi-task learning for language models: the book's package."""

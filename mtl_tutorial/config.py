@@ -1,0 +1,140 @@
+"""Configuration dataclasses: data, tokenizer, model and training.
+
+Every experiment in the book is described by these four objects, so a JSON result file can record
+exactly what was run (``dataclasses.asdict``) and a reader can rebuild it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TRUNKS = ("transformer", "lstm")
+TOKENIZER_KINDS = ("bpe", "word")
+MIXINGS = ("all", "round_robin", "proportional", "temperature")
+
+
+def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid choices are: {', '.join(valid)}")
+
+
+@dataclass
+class DataConfig:
+    """How the Rotten Tomatoes corpus is split."""
+
+    split_seed: int = 0  # the movie-level split; change it to measure split-to-split spread
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
+
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE (our default) or the article's whitespace word vocabulary."""
+
+    kind: str = "bpe"
+    vocab_size: int = 4000  # BPE vocabulary size; 4k halves the generation head's cost against 8k
+    min_frequency: int = 2  # a merge (or word) must occur this often in the training split
+    max_length: int = 64  # tokens kept per snippet, special tokens included
+
+    def __post_init__(self) -> None:
+        _check_choice("tokenizer kind", self.kind, TOKENIZER_KINDS)
+        if self.vocab_size < 300:
+            raise ValueError("vocab_size must be at least 300 (256 bytes plus special tokens)")
+        if self.max_length < 8:
+            raise ValueError("max_length must be at least 8 tokens")
+
+    @classmethod
+    def article(cls) -> "TokenizerConfig":
+        """The article's choice: a 10,000-word vocabulary."""
+        return cls(kind="word", vocab_size=10_000, min_frequency=1)
+
+
+@dataclass
+class ModelConfig:
+    """A shared trunk (causal Transformer or the article's LSTM) plus one head per task."""
+
+    trunk: str = "transformer"
+    d_model: int = 128  # embedding and hidden width (the article uses 128 for both)
+    num_layers: int = 2
+    num_heads: int = 4  # Transformer only
+    d_ff: int = 512  # Transformer feed-forward width
+    dropout: float = 0.1
+    max_length: int = 64  # positions the Transformer can see; match TokenizerConfig.max_length
+    tie_embeddings: bool = True  # the generation head reuses the token embedding matrix
+
+    def __post_init__(self) -> None:
+        _check_choice("trunk", self.trunk, TRUNKS)
+        if self.trunk == "transformer" and self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must lie in [0, 1)")
+
+    @classmethod
+    def article(cls) -> "ModelConfig":
+        """The article's trunk: Embedding(128) -> LSTM(128), one layer."""
+        return cls(trunk="lstm", d_model=128, num_layers=1, dropout=0.0, tie_embeddings=False)
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe.
+
+    ``weights`` maps task names to static loss weights; ``None`` means equal weights 1/T, the
+    article's ½(L_cls + L_gen) when T = 2. ``mixing`` decides which tasks a step sees: ``all``
+    (one batch of every task per step, the article's objective) or one task per step chosen
+    ``round_robin``, in proportion to dataset size (``proportional``) or by the T5 temperature
+    rule (``temperature``).
+    """
+
+    tasks: tuple[str, ...] = ("sentiment", "source", "generation")
+    weights: dict[str, float] | None = None
+    batch_size: int = 32  # per task and step
+    max_steps: int = 2000
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of lr
+    grad_clip: float = 1.0
+    mixing: str = "all"
+    mixing_temperature: float = 2.0  # T5's tau for mixing="temperature"; 1 is proportional
+    prefix_dropout: float = 0.5  # generation: share of snippets trained without their label prefix
+    eval_every: int = 200
+    patience: int = 5  # evaluations without improvement before early stopping; 0 disables it
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False  # tqdm progress bar
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(self.tasks)
+        _check_choice("mixing", self.mixing, MIXINGS)
+        if not self.tasks:
+            raise ValueError("TrainConfig.tasks is empty; name at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"TrainConfig.tasks has duplicates: {self.tasks}")
+        if self.weights is not None:
+            unknown = set(self.weights) - set(self.tasks)
+            missing = set(self.tasks) - set(self.weights)
+            if unknown or missing:
+                raise ValueError(
+                    f"weights must name exactly the tasks {self.tasks}; "
+                    f"unknown: {sorted(unknown)}, missing: {sorted(missing)}"
+                )
+        if self.batch_size < 1 or self.max_steps < 1 or self.eval_every < 1:
+            raise ValueError("batch_size, max_steps and eval_every must be positive")
+        if not 0.0 <= self.prefix_dropout <= 1.0:
+            raise ValueError("prefix_dropout must lie in [0, 1]")
+        if self.mixing_temperature <= 0:
+            raise ValueError("mixing_temperature must be positive")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one training run needs; what a result file records."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,221 @@
+"""A generic training loop: task mixing, evaluation, per-task early stopping, checkpoints.
+
+Nothing here knows which weighting is used or what the tasks are: the multi-task step is
+:func:`mtl_tutorial.step.train_step`, and the loop only feeds it batches and keeps records.
+
+Model selection is per task: after each evaluation the loop keeps, for every task, the weights
+of the step with its best validation metric, and :meth:`Trainer.best_model` hands them back.
+Training stops early when no task has improved for ``patience`` evaluations.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtl_tutorial.batching import EncodedTask, TaskSchedule, TaskStream
+from mtl_tutorial.config import TrainConfig
+from mtl_tutorial.evaluation import evaluate
+from mtl_tutorial.step import train_step
+from mtl_tutorial.tasks import Task
+from mtl_tutorial.weightings import Equal, Static, Weighting
+
+
+@dataclass
+class History:
+    """Per-step training losses and per-evaluation validation metrics."""
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: dict[str, list[float]] = field(default_factory=dict)  # NaN where a task sat out
+    objective: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    val: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    best_step: dict[str, int] = field(default_factory=dict)
+    stopped_early: bool = False
+    wall_time: float = 0.0
+
+
+def default_weighting(config: TrainConfig) -> Weighting:
+    """Equal weights, or the static weights named in the config."""
+    if config.weights is None:
+        return Equal(len(config.tasks))
+    return Static([config.weights[name] for name in config.tasks])
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0.1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Trains ``model`` on ``tasks`` with the recipe in ``config``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: Sequence[Task],
+        train_data: Mapping[str, EncodedTask],
+        val_data: Mapping[str, EncodedTask],
+        config: TrainConfig,
+        weighting: Weighting | None = None,
+    ) -> None:
+        names = [t.name for t in tasks]
+        if names != list(config.tasks):
+            raise ValueError(f"tasks {names} differ from TrainConfig.tasks {list(config.tasks)}")
+        for split, data in (("train_data", train_data), ("val_data", val_data)):
+            missing = set(names) - set(data)
+            if missing:
+                raise ValueError(f"{split} lacks encoded examples for tasks {sorted(missing)}")
+        self.model = model.to(config.device)
+        self.tasks = list(tasks)
+        self.val_data = val_data
+        self.config = config
+        self.weighting = (weighting or default_weighting(config)).to(config.device)
+        if self.weighting.num_tasks != len(tasks):
+            raise ValueError(f"{self.weighting!r} is for {self.weighting.num_tasks} tasks, not {len(tasks)}")
+        torch.manual_seed(config.seed)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay + list(self.weighting.parameters()), "weight_decay": 0.0},
+            ],
+            lr=config.lr,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_factor(s, config.warmup_steps, config.max_steps)
+        )
+        self.streams = {
+            t.name: TaskStream(train_data[t.name], config.batch_size, seed=config.seed * 1000 + i,
+                               prefix_dropout=config.prefix_dropout)
+            for i, t in enumerate(tasks)
+        }
+        self.schedule = TaskSchedule(
+            names, [len(train_data[n]) for n in names], config.mixing, config.mixing_temperature,
+            seed=config.seed * 1000 + 999,
+        )
+        self.step = 0
+        self.history = History(train_loss={n: [] for n in names}, val={n: [] for n in names})
+        self.best_scores: dict[str, float] = {}
+        self.best_states: dict[str, dict[str, torch.Tensor]] = {}
+        self.evals_without_improvement = 0
+
+    # ------------------------------------------------------------------ training
+    def fit(self, until_step: int | None = None, checkpoint: str | Path | None = None) -> History:
+        """Train to ``config.max_steps`` (or pause at ``until_step``), evaluating every ``eval_every`` steps.
+
+        With ``checkpoint``, the state is saved there after every evaluation and at the end, and
+        :meth:`load_checkpoint` resumes it exactly.
+        """
+        config = self.config
+        stop = min(config.max_steps, until_step or config.max_steps)
+        start_time = time.perf_counter()
+        bar = tqdm(total=stop, initial=self.step, disable=not config.progress, desc="training")
+        while self.step < stop and not self.history.stopped_early:
+            names = self.schedule.tasks_for_step(self.step)
+            batches = {name: self.streams[name].next() for name in names}
+            log = train_step(self.model, batches, self.optimizer, self.weighting, self.tasks,
+                             grad_clip=config.grad_clip, step=self.step)
+            self.scheduler.step()
+            self.step += 1
+            self.history.steps.append(self.step)
+            self.history.objective.append(log.objective)
+            for name in self.history.train_loss:
+                self.history.train_loss[name].append(log.losses.get(name, float("nan")))
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in log.losses.items()})
+            if self.step % config.eval_every == 0 or self.step == config.max_steps:
+                self._evaluate_and_select()
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint)
+        bar.close()
+        self.history.wall_time += time.perf_counter() - start_time
+        if checkpoint is not None:
+            self.save_checkpoint(checkpoint)
+        return self.history
+
+    def _evaluate_and_select(self) -> None:
+        improved = False
+        self.history.eval_steps.append(self.step)
+        for task in self.tasks:
+            metrics = evaluate(self.model, task, self.val_data[task.name])
+            self.history.val[task.name].append(metrics)
+            score = metrics[task.metric]
+            best = self.best_scores.get(task.name)
+            if best is None or (score < best if task.lower_is_better else score > best):
+                self.best_scores[task.name] = score
+                self.best_states[task.name] = copy.deepcopy(self.model.state_dict())
+                self.history.best_step[task.name] = self.step
+                improved = True
+        self.evals_without_improvement = 0 if improved else self.evals_without_improvement + 1
+        if self.config.patience and self.evals_without_improvement >= self.config.patience:
+            self.history.stopped_early = True
+
+    def best_model(self, task: str) -> nn.Module:
+        """A copy of the model with the weights of ``task``'s best validation step."""
+        if task not in self.best_states:
+            raise KeyError(f"no evaluation of task {task!r} yet; train first (valid: {', '.join(self.best_states)})")
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_states[task])
+        return model
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Everything needed to resume bit-for-bit: weights, optimiser, streams, RNG, history."""
+        state = {
+            "config": asdict(self.config),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "streams": {name: s.state_dict() for name, s in self.streams.items()},
+            "schedule": self.schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": asdict(self.history),
+            "best_scores": dict(self.best_scores),
+            "best_states": self.best_states,
+            "evals_without_improvement": self.evals_without_improvement,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Resume from :meth:`save_checkpoint` (loaded with ``weights_only=True``)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}; train with fit(checkpoint={str(path)!r}) first")
+        state = torch.load(path, weights_only=True)
+        if state["config"] != asdict(self.config):
+            raise ValueError(
+                f"checkpoint {path} was written with a different TrainConfig; "
+                "build the Trainer with the same config to resume"
+            )
+        self.step = state["step"]
+        self.model.load_state_dict(state["model"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for name, s in state["streams"].items():
+            self.streams[name].load_state_dict(s)
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        self.history = History(**state["history"])
+        self.best_scores = state["best_scores"]
+        self.best_states = state["best_states"]
+        self.evals_without_improvement = state["evals_without_improvement"]

@@ -1,0 +1,92 @@
+import dataclasses
+
+import pytest
+import torch
+
+from mtl_tutorial.config import TrainConfig
+from mtl_tutorial.models import MultiTaskModel
+from mtl_tutorial.tasks import TASKS
+from mtl_tutorial.trainer import Trainer, _lr_factor
+
+
+def make_trainer(tiny_data, model_config, train_config):
+    tasks = [TASKS[n] for n in train_config.tasks]
+    torch.manual_seed(train_config.seed)
+    model = MultiTaskModel(model_config, tasks, vocab_size=400)
+    return Trainer(model, tasks, tiny_data["train"], tiny_data["val"], train_config)
+
+
+def test_same_seed_same_history(tiny_data, tiny_model_config, tiny_train_config):
+    a = make_trainer(tiny_data, tiny_model_config, tiny_train_config).fit()
+    b = make_trainer(tiny_data, tiny_model_config, tiny_train_config).fit()
+    assert a.train_loss == b.train_loss and a.val == b.val
+    other = dataclasses.replace(tiny_train_config, seed=1)
+    c = make_trainer(tiny_data, tiny_model_config, other).fit()
+    assert c.train_loss != a.train_loss
+
+
+@pytest.mark.parametrize("mixing", ["all", "proportional"])
+def test_resume_equals_uninterrupted(tiny_data, tiny_model_config, tiny_train_config, tmp_path, mixing):
+    """2N steps in one go == N steps, checkpoint, a new Trainer resumes, N more steps."""
+    config = dataclasses.replace(tiny_train_config, mixing=mixing)
+    straight = make_trainer(tiny_data, tiny_model_config, config)
+    straight.fit()
+    first = make_trainer(tiny_data, tiny_model_config, config)
+    first.fit(until_step=config.max_steps // 2, checkpoint=tmp_path / "ckpt.pt")
+    resumed = make_trainer(tiny_data, tiny_model_config, config)
+    torch.manual_seed(12345)  # the checkpoint must restore the RNG, whatever happened in between
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.step == config.max_steps // 2
+    resumed.fit()
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
+    for name, losses in straight.history.train_loss.items():  # NaN marks steps a task sat out
+        torch.testing.assert_close(torch.tensor(losses), torch.tensor(resumed.history.train_loss[name]),
+                                   rtol=0, atol=0, equal_nan=True)
+
+
+def test_checkpoint_refuses_another_config(tiny_data, tiny_model_config, tiny_train_config, tmp_path):
+    trainer = make_trainer(tiny_data, tiny_model_config, tiny_train_config)
+    trainer.fit(until_step=2, checkpoint=tmp_path / "c.pt")
+    other = make_trainer(tiny_data, tiny_model_config, dataclasses.replace(tiny_train_config, lr=0.5))
+    with pytest.raises(ValueError, match="different TrainConfig"):
+        other.load_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(FileNotFoundError, match="train with fit"):
+        other.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_per_task_best_states_and_early_stopping(tiny_data, tiny_model_config):
+    config = TrainConfig(batch_size=8, max_steps=200, eval_every=2, warmup_steps=1, patience=2, lr=0.0)
+    trainer = make_trainer(tiny_data, tiny_model_config, config)
+    history = trainer.fit()
+    # with lr = 0 nothing improves after the first evaluation: stop after 1 + patience evaluations
+    assert history.stopped_early and history.eval_steps == [2, 4, 6]
+    assert history.best_step == {"sentiment": 2, "source": 2, "generation": 2}
+    best = trainer.best_model("sentiment")
+    for p, q in zip(best.parameters(), trainer.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_single_task_mixing_trains_one_task_per_step(tiny_data, tiny_model_config, tiny_train_config):
+    config = dataclasses.replace(tiny_train_config, mixing="round_robin", max_steps=6)
+    history = make_trainer(tiny_data, tiny_model_config, config).fit()
+    trained = [[n for n, losses in history.train_loss.items() if losses[s] == losses[s]] for s in range(6)]
+    assert trained == [["sentiment"], ["source"], ["generation"]] * 2
+
+
+def test_learning_rate_schedule():
+    assert _lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert _lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert _lr_factor(100, 10, 100) == pytest.approx(0.1)
+
+
+def test_bad_inputs(tiny_data, tiny_model_config, tiny_train_config):
+    with pytest.raises(ValueError, match="valid choices are: all, round_robin"):
+        TrainConfig(mixing="uniform")
+    with pytest.raises(ValueError, match="unknown: \\['topic'\\]"):
+        TrainConfig(tasks=("sentiment",), weights={"sentiment": 1.0, "topic": 1.0})
+    model = MultiTaskModel(tiny_model_config, list(TASKS.values()), 400)
+    with pytest.raises(ValueError, match="differ from TrainConfig.tasks"):
+        Trainer(model, [TASKS["sentiment"]], tiny_data["train"], tiny_data["val"], tiny_train_config)
+    with pytest.raises(ValueError, match="val_data lacks"):
+        Trainer(model, list(TASKS.values()), tiny_data["train"], {}, tiny_train_config)
