@@ -1,0 +1,231 @@
+"""Named experiments too long for a notebook; each writes a JSON result with its provenance.
+
+    python -m mtl_tutorial.experiments case_study      # multi-task vs single-task, 3 seeds
+    python -m mtl_tutorial.experiments article_lstm    # the article's LSTM recipe, 3 seeds
+    python -m mtl_tutorial.experiments --list
+
+Results go to ``book/results/NAME.json`` (override with ``--out``). Every finished run is also
+kept under ``book/results/runs/NAME/`` so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+from mtl_tutorial.baselines import KneserNeyLM, tfidf_logistic_regression
+from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
+from mtl_tutorial.evaluation import delta_m, sample
+from mtl_tutorial.pipeline import CaseStudyData, prepare_data, train_and_evaluate
+from mtl_tutorial.tasks import TASKS
+
+RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+SEEDS = (0, 1, 2)
+
+
+@dataclass
+class Run:
+    """One training run inside an experiment."""
+
+    name: str  # e.g. "multitask/seed0"
+    config: ExperimentConfig
+
+
+def case_study_config(tasks: tuple[str, ...], seed: int) -> ExperimentConfig:
+    """Chapter 5's recipe: the causal Transformer, BPE-4k, batch 32 per task, 2,000 steps."""
+    return ExperimentConfig(
+        train=TrainConfig(tasks=tasks, seed=seed, max_steps=2000, eval_every=200, patience=4),
+    )
+
+
+def article_config(tasks: tuple[str, ...], seed: int) -> ExperimentConfig:
+    """The article's hyper-parameters: word vocabulary of 10,000, Embedding(128) -> LSTM(128),
+    batch 32, 10 epochs of the sentiment training set, equal weights on the task losses."""
+    steps_per_epoch = 10_481 // 32  # sentiment training examples on split 0 / batch size
+    return ExperimentConfig(
+        tokenizer=TokenizerConfig.article(),
+        model=ModelConfig.article(),
+        train=TrainConfig(tasks=tasks, seed=seed, max_steps=10 * steps_per_epoch, eval_every=steps_per_epoch,
+                          patience=0, warmup_steps=0, lr=1e-3, weight_decay=0.0),
+    )
+
+
+def case_study_runs() -> list[Run]:
+    runs = []
+    for seed in SEEDS:
+        runs.append(Run(f"multitask/seed{seed}", case_study_config(("sentiment", "source", "generation"), seed)))
+        for task in TASKS:
+            runs.append(Run(f"single-{task}/seed{seed}", case_study_config((task,), seed)))
+    return runs
+
+
+def article_runs() -> list[Run]:
+    runs = []
+    for seed in SEEDS:
+        runs.append(Run(f"multitask/seed{seed}", article_config(("sentiment", "generation"), seed)))
+        for task in ("sentiment", "generation"):
+            runs.append(Run(f"single-{task}/seed{seed}", article_config((task,), seed)))
+    return runs
+
+
+EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {"case_study": case_study_runs, "article_lstm": article_runs}
+
+
+def provenance(name: str, started: float) -> dict:
+    """Command, git commit, package versions, machine and wall time of this experiment."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], capture_output=True,
+                                    text=True, cwd=Path(__file__).parent.parent).stdout.strip())
+    except OSError:
+        commit, dirty = "unknown", True
+    return {
+        "experiment": name,
+        "command": f"python -m mtl_tutorial.experiments {name}",
+        "git_commit": commit,
+        "package_modified_since_commit": dirty,
+        "versions": {p: version(p) for p in ("torch", "tokenizers", "scikit-learn", "numpy")},
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def run_one(run: Run, data: CaseStudyData) -> dict:
+    """Train one configuration, return a JSON-able record (no weights)."""
+    result = train_and_evaluate(run.config, data)
+    record = {
+        "name": run.name,
+        "config": dataclasses.asdict(run.config),
+        "test": result.test,
+        "best_step": result.history.best_step,
+        "steps": result.steps,
+        "stopped_early": result.history.stopped_early,
+        "seconds": round(result.seconds, 1),
+        "seconds_per_step": round(result.seconds / result.steps, 4),
+        "parameters": result.parameters,
+        "history": {"eval_steps": result.history.eval_steps, "val": result.history.val},
+    }
+    if "generation" in run.config.train.tasks:
+        model = result.trainer.best_model("generation")
+        record["samples"] = {
+            label: sample(model, data.tokenizer, label, num_samples=3, temperature=0.9, top_k=40,
+                          seed=run.config.train.seed)
+            for label in ("fresh", "rotten", "plot")
+        }
+    return record
+
+
+def baselines(data: CaseStudyData) -> dict:
+    """TF-IDF + logistic regression for the classifiers, Kneser-Ney 3-gram for perplexity."""
+    out = {}
+    for name in ("sentiment", "source"):
+        r = tfidf_logistic_regression(TASKS[name], data.splits.train, data.splits.val, data.splits.test)
+        out[f"tfidf_{name}"] = {"C": r.C, "val_accuracy": r.val_accuracy, "test": r.test}
+    lm = KneserNeyLM(order=3, vocab_size=data.tokenizer.vocab_size).fit(data.encoded["train"]["generation"].ids)
+    ppl, tokens = lm.perplexity(data.encoded["test"]["generation"].ids)
+    out["kneser_ney_3gram"] = {"test": {"perplexity": ppl}, "tokens": tokens, "discounts": lm.discount[1:]}
+    return out
+
+
+def summarise(records: list[dict]) -> dict:
+    """Mean, standard deviation and per-seed values of each main metric, and Δm per seed."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["name"].split("/")[0], []).append(r)
+    summary = {}
+    for group, rs in groups.items():
+        summary[group] = {}
+        for task in rs[0]["test"]:
+            for metric, value in rs[0]["test"][task].items():
+                values = [r["test"][task][metric] for r in rs]
+                summary[group][f"{task}.{metric}"] = {
+                    "mean": statistics.fmean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "values": values,
+                }
+        summary[group]["seconds_per_step"] = statistics.fmean(r["seconds_per_step"] for r in rs)
+    if "multitask" in groups:
+        deltas = []
+        for r in groups["multitask"]:
+            seed = r["name"].split("/")[1]
+            singles = {t: next(x for x in records if x["name"] == f"single-{t}/{seed}") for t in r["test"]}
+            multi = {t: r["test"][t][TASKS[t].metric] for t in r["test"]}
+            single = {t: singles[t]["test"][t][TASKS[t].metric] for t in r["test"]}
+            deltas.append(delta_m(multi, single, {t: TASKS[t].lower_is_better for t in r["test"]}))
+        summary["delta_m"] = {"mean": statistics.fmean(deltas), "std": statistics.stdev(deltas) if len(deltas) > 1 else 0.0,
+                              "values": deltas}
+    return summary
+
+
+def run_experiment(name: str, out: Path | None = None, fresh: bool = False) -> dict:
+    if name not in EXPERIMENTS:
+        raise KeyError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
+    started = time.perf_counter()
+    runs = EXPERIMENTS[name]()
+    out = Path(out or RESULTS / f"{name}.json")
+    run_dir = out.parent / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(runs[0].config)
+    records = []
+    for run in runs:
+        path = run_dir / (run.name.replace("/", "_") + ".json")
+        if path.exists() and not fresh:
+            record = json.loads(path.read_text())
+            if record["config"] == json.loads(json.dumps(dataclasses.asdict(run.config))):
+                print(f"[{name}] {run.name}: reusing {path}", flush=True)
+                records.append(record)
+                continue
+        print(f"[{name}] {run.name}: training", flush=True)
+        record = run_one(run, data)
+        path.write_text(json.dumps(record, indent=1))
+        print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
+        records.append(record)
+    result = {
+        "provenance": provenance(name, started),
+        "splits": data.splits.counts(),
+        "cleaning": dataclasses.asdict(data.splits.report),
+        "baselines": baselines(data),
+        "summary": summarise(records),
+        "runs": records,
+    }
+    result["provenance"]["wall_time_s"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("name", nargs="?", help=f"one of: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--list", action="store_true", help="list the experiments")
+    parser.add_argument("--out", type=Path, help="where to write the JSON result")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
+    args = parser.parse_args(argv)
+    if args.list or not args.name:
+        for key, make in EXPERIMENTS.items():
+            print(f"{key}: {len(make())} runs")
+        return 0 if args.list else 2
+    try:
+        run_experiment(args.name, args.out, args.fresh)
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
