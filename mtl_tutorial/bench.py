@@ -1,6 +1,6 @@
 """Benchmark: the multi-task step against single-task steps on the same model and batches.
 
-    python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm]
+    python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
 
 Prints examples per second and milliseconds per step. The claim it checks: one equal-weight
 multi-task step costs no more than the sum of its single-task steps (a benchmark, not a test:
@@ -10,8 +10,12 @@ timings depend on the machine).
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -62,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration (median reported)")
     parser.add_argument("--trunk", default="transformer", choices=["transformer", "lstm"])
+    parser.add_argument("--out", type=Path, help="also write the table, with versions and machine, as JSON")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     rows = run_benchmark(args.steps, args.trunk)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, trunk={args.trunk}, batch 32 per task")
     print(f"{'configuration':30s} {'ms/step':>9s} {'examples/s':>11s}")
@@ -71,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     multi = rows["multi-task (equal weights)"]["ms_per_step"]
     total = rows["sum of single-task steps"]["ms_per_step"]
     print(f"multi-task step / sum of single-task steps = {multi / total:.2f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "command": "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "processor": platform.processor(),
+            "trunk": args.trunk, "steps": args.steps, "batch_size_per_task": 32,
+            "rows": rows, "ratio_multi_to_sum_of_single": multi / total,
+        }, indent=1))
+        print(f"wrote {args.out}")
     return 0
 
 

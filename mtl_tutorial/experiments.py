@@ -83,7 +83,7 @@ def article_runs() -> list[Run]:
 EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {"case_study": case_study_runs, "article_lstm": article_runs}
 
 
-def provenance(name: str, started: float) -> dict:
+def provenance(name: str, started: float, threads: int | None = None) -> dict:
     """Command, git commit, package versions, machine and wall time of this experiment."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -94,7 +94,7 @@ def provenance(name: str, started: float) -> dict:
         commit, dirty = "unknown", True
     return {
         "experiment": name,
-        "command": f"python -m mtl_tutorial.experiments {name}",
+        "command": f"python -m mtl_tutorial.experiments {name}" + (f" --threads {threads}" if threads else ""),
         "git_commit": commit,
         "package_modified_since_commit": dirty,
         "versions": {p: version(p) for p in ("torch", "tokenizers", "scikit-learn", "numpy")},
@@ -171,9 +171,14 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
-def run_experiment(name: str, out: Path | None = None, fresh: bool = False) -> dict:
+def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None) -> dict:
+    """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``."""
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     runs = EXPERIMENTS[name]()
     out = Path(out or RESULTS / f"{name}.json")
@@ -195,7 +200,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False) -> d
         print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
         records.append(record)
     result = {
-        "provenance": provenance(name, started),
+        "provenance": provenance(name, started, threads),
         "splits": data.splits.counts(),
         "cleaning": dataclasses.asdict(data.splits.report),
         "baselines": baselines(data),
@@ -214,14 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the experiments")
     parser.add_argument("--out", type=Path, help="where to write the JSON result")
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); "
+                        "use 1 to run two experiments side by side on two cores")
     args = parser.parse_args(argv)
     if args.list or not args.name:
         for key, make in EXPERIMENTS.items():
             print(f"{key}: {len(make())} runs")
         return 0 if args.list else 2
     try:
-        run_experiment(args.name, args.out, args.fresh)
-    except KeyError as error:
+        run_experiment(args.name, args.out, args.fresh, args.threads)
+    except (KeyError, ValueError) as error:
         print(error.args[0], file=sys.stderr)
         return 2
     return 0

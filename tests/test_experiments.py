@@ -1,0 +1,72 @@
+import dataclasses
+import json
+
+import pytest
+
+from mtl_tutorial import experiments
+from mtl_tutorial.config import ExperimentConfig, TokenizerConfig
+from mtl_tutorial.evaluation import delta_m
+from mtl_tutorial.pipeline import CaseStudyData
+
+
+def record(name, sentiment, perplexity, seconds_per_step=0.1):
+    test = {}
+    if sentiment is not None:
+        test["sentiment"] = {"accuracy": sentiment}
+    if perplexity is not None:
+        test["generation"] = {"perplexity": perplexity}
+    return {"name": name, "test": test, "seconds_per_step": seconds_per_step}
+
+
+def test_summarise_means_spreads_and_delta_m():
+    records = [
+        record("multitask/seed0", 0.80, 90.0), record("multitask/seed1", 0.78, 110.0),
+        record("single-sentiment/seed0", 0.75, None), record("single-sentiment/seed1", 0.77, None),
+        record("single-generation/seed0", None, 100.0), record("single-generation/seed1", None, 100.0),
+    ]
+    summary = experiments.summarise(records)
+    acc = summary["multitask"]["sentiment.accuracy"]
+    assert acc["mean"] == pytest.approx(0.79) and acc["values"] == [0.80, 0.78]
+    assert acc["std"] == pytest.approx(0.0141421, rel=1e-4)  # sample standard deviation of two values
+    lower = {"sentiment": False, "generation": True}
+    expected = [delta_m({"sentiment": 0.80, "generation": 90.0}, {"sentiment": 0.75, "generation": 100.0}, lower),
+                delta_m({"sentiment": 0.78, "generation": 110.0}, {"sentiment": 0.77, "generation": 100.0}, lower)]
+    assert summary["delta_m"]["values"] == pytest.approx(expected)  # Δm pairs runs of the same seed
+    assert summary["delta_m"]["mean"] == pytest.approx(sum(expected) / 2)
+
+
+def test_unknown_experiment_lists_the_valid_ones(capsys):
+    assert experiments.main(["no_such_experiment"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_experiment" in err and "case_study" in err and "article_lstm" in err
+    with pytest.raises(KeyError, match="valid experiments are"):
+        experiments.run_experiment("no_such_experiment")
+
+
+def test_list_and_bad_thread_count(capsys):
+    assert experiments.main(["--list"]) == 0
+    assert "case_study: 12 runs" in capsys.readouterr().out
+    assert experiments.main(["case_study", "--threads", "0"]) == 2
+    assert "threads must be at least 1" in capsys.readouterr().err
+
+
+def test_every_run_is_a_valid_config():
+    for make in experiments.EXPERIMENTS.values():
+        runs = make()
+        assert len({r.name for r in runs}) == len(runs)
+        for run in runs:
+            assert run.config.model.max_length >= run.config.tokenizer.max_length
+
+
+def test_run_one_trains_tests_and_samples(splits, tiny_tokenizer, tiny_data, tiny_model_config, tiny_train_config):
+    encoded = {**tiny_data, "test": tiny_data["val"]}
+    data = CaseStudyData(splits, tiny_tokenizer, encoded)
+    config = ExperimentConfig(tokenizer=TokenizerConfig(vocab_size=400, max_length=32), model=tiny_model_config,
+                              train=dataclasses.replace(tiny_train_config, tasks=("sentiment", "generation")))
+    result = experiments.run_one(experiments.Run("multitask/seed0", config), data)
+    json.dumps(result)  # the record is JSON-able
+    assert set(result["test"]) == {"sentiment", "generation"}
+    assert result["steps"] == tiny_train_config.max_steps
+    assert result["history"]["eval_steps"] == [4, 8]
+    assert set(result["samples"]) == {"fresh", "rotten", "plot"}
+    assert all(len(texts) == 3 and all(isinstance(t, str) for t in texts) for texts in result["samples"].values())
