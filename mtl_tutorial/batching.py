@@ -25,7 +25,7 @@ class Batch:
     inputs: Tensor
     targets: Tensor
 
-    def to(self, device: str | torch.device) -> "Batch":
+    def to(self, device: str | torch.device) -> Batch:
         return Batch(self.inputs.to(device), self.targets.to(device))
 
     def __len__(self) -> int:

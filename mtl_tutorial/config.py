@@ -48,7 +48,7 @@ class TokenizerConfig:
             raise ValueError("max_length must be at least 8 tokens")
 
     @classmethod
-    def article(cls) -> "TokenizerConfig":
+    def article(cls) -> TokenizerConfig:
         """The article's choice: a 10,000-word vocabulary."""
         return cls(kind="word", vocab_size=10_000, min_frequency=1)
 
@@ -74,7 +74,7 @@ class ModelConfig:
             raise ValueError("dropout must lie in [0, 1)")
 
     @classmethod
-    def article(cls) -> "ModelConfig":
+    def article(cls) -> ModelConfig:
         """The article's trunk: Embedding(128) -> LSTM(128), one layer."""
         return cls(trunk="lstm", d_model=128, num_layers=1, dropout=0.0, tie_embeddings=False)
 

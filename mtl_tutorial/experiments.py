@@ -86,9 +86,10 @@ EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {"case_study": case_study_runs
 def provenance(name: str, started: float, threads: int | None = None) -> dict:
     """Command, git commit, package versions, machine and wall time of this experiment."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
                                 cwd=Path(__file__).parent).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], capture_output=True,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], check=False,
+                                    capture_output=True,
                                     text=True, cwd=Path(__file__).parent.parent).stdout.strip())
     except OSError:
         commit, dirty = "unknown", True
@@ -150,7 +151,7 @@ def summarise(records: list[dict]) -> dict:
     for group, rs in groups.items():
         summary[group] = {}
         for task in rs[0]["test"]:
-            for metric, value in rs[0]["test"][task].items():
+            for metric in rs[0]["test"][task]:
                 values = [r["test"][task][metric] for r in rs]
                 summary[group][f"{task}.{metric}"] = {
                     "mean": statistics.fmean(values),
@@ -184,6 +185,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
+    prov = provenance(name, started, threads)  # the commit the runs start from
     data = prepare_data(runs[0].config)
     records = []
     for run in runs:
@@ -200,7 +202,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
         print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
         records.append(record)
     result = {
-        "provenance": provenance(name, started, threads),
+        "provenance": prov,
         "splits": data.splits.counts(),
         "cleaning": dataclasses.asdict(data.splits.report),
         "baselines": baselines(data),

@@ -40,7 +40,7 @@ class TextTokenizer:
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids[:4]
 
     @classmethod
-    def train(cls, texts: Sequence[str], config: TokenizerConfig) -> "TextTokenizer":
+    def train(cls, texts: Sequence[str], config: TokenizerConfig) -> TextTokenizer:
         """Train on ``texts`` (the training split). Deterministic for the same texts and config."""
         if config.kind == "bpe":
             tok = Tokenizer(models.BPE())
@@ -69,7 +69,7 @@ class TextTokenizer:
 
     @classmethod
     def for_splits(cls, splits: Splits, config: TokenizerConfig, data: DataConfig,
-                   cache: Path | None = None) -> "TextTokenizer":
+                   cache: Path | None = None) -> TextTokenizer:
         """Load the tokenizer trained on ``splits.train`` from the cache, training it if needed.
 
         The file name encodes the config and a hash of the training texts, so a different split

@@ -33,7 +33,7 @@ class KneserNeyLM:
         self.order = order
         self.vocab_size = vocab_size
 
-    def fit(self, sequences: Sequence[Sequence[int]]) -> "KneserNeyLM":
+    def fit(self, sequences: Sequence[Sequence[int]]) -> KneserNeyLM:
         n = self.order
         self.counts: list[Counter] = [Counter() for _ in range(n + 1)]  # counts[k][(h..., w)], k = len
         for seq in sequences:

@@ -5,4 +5,4 @@ from mtl_tutorial.models.lstm import LSTMTrunk
 from mtl_tutorial.models.multitask import TRUNKS, MultiTaskModel
 from mtl_tutorial.models.transformer import TransformerTrunk
 
-__all__ = ["ClassificationHead", "LanguageModelHead", "LSTMTrunk", "MultiTaskModel", "TRUNKS", "TransformerTrunk"]
+__all__ = ["TRUNKS", "ClassificationHead", "LSTMTrunk", "LanguageModelHead", "MultiTaskModel", "TransformerTrunk"]

@@ -63,7 +63,7 @@ class TransformerTrunk(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        B, L = input_ids.shape
+        L = input_ids.shape[1]
         if L > self.config.max_length:
             raise ValueError(
                 f"sequence of {L} tokens exceeds ModelConfig.max_length={self.config.max_length}; "

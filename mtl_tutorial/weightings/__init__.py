@@ -24,4 +24,4 @@ def make_weighting(name: str, num_tasks: int, **kwargs) -> Weighting:
     return WEIGHTINGS[name](num_tasks, **kwargs)
 
 
-__all__ = ["Equal", "Static", "WEIGHTINGS", "Weighting", "make_weighting"]
+__all__ = ["WEIGHTINGS", "Equal", "Static", "Weighting", "make_weighting"]
