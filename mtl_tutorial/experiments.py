@@ -83,7 +83,7 @@ def article_runs() -> list[Run]:
 EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {"case_study": case_study_runs, "article_lstm": article_runs}
 
 
-def provenance(name: str, started: float, threads: int | None = None) -> dict:
+def provenance(name: str, started: float, threads: int | None = None, seeds: list[int] | None = None) -> dict:
     """Command, git commit, package versions, machine and wall time of this experiment."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
@@ -96,6 +96,7 @@ def provenance(name: str, started: float, threads: int | None = None) -> dict:
     return {
         "experiment": name,
         "command": f"python -m mtl_tutorial.experiments {name}" + (f" --threads {threads}" if threads else ""),
+        "seeds": list(seeds) if seeds is not None else list(SEEDS),
         "git_commit": commit,
         "package_modified_since_commit": dirty,
         "versions": {p: version(p) for p in ("torch", "tokenizers", "scikit-learn", "numpy")},
@@ -172,8 +173,13 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
-def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None) -> dict:
-    """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``."""
+def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None,
+                   seeds: list[int] | None = None) -> dict:
+    """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``.
+
+    ``seeds`` restricts the runs to those seeds, e.g. to train seeds 0 and 1 in two processes side
+    by side; a last call without ``seeds`` then reuses every finished run and writes the summary.
+    """
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
     if threads is not None:
@@ -182,10 +188,15 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
         torch.set_num_threads(threads)
     started = time.perf_counter()
     runs = EXPERIMENTS[name]()
+    if seeds is not None:
+        unknown = set(seeds) - {r.config.train.seed for r in runs}
+        if unknown:
+            raise ValueError(f"experiment {name!r} has no seeds {sorted(unknown)}; its seeds are {list(SEEDS)}")
+        runs = [r for r in runs if r.config.train.seed in seeds]
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    prov = provenance(name, started, threads)  # the commit the runs start from
+    prov = provenance(name, started, threads, seeds)  # the commit the runs start from
     data = prepare_data(runs[0].config)
     records = []
     for run in runs:
@@ -221,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the experiments")
     parser.add_argument("--out", type=Path, help="where to write the JSON result")
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
+    parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")],
+                        help="only these seeds, comma-separated (default: all)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); "
                         "use 1 to run two experiments side by side on two cores")
     args = parser.parse_args(argv)
@@ -229,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {len(make())} runs")
         return 0 if args.list else 2
     try:
-        run_experiment(args.name, args.out, args.fresh, args.threads)
+        run_experiment(args.name, args.out, args.fresh, args.threads, args.seeds)
     except (KeyError, ValueError) as error:
         print(error.args[0], file=sys.stderr)
         return 2

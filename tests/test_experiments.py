@@ -70,3 +70,8 @@ def test_run_one_trains_tests_and_samples(splits, tiny_tokenizer, tiny_data, tin
     assert result["history"]["eval_steps"] == [4, 8]
     assert set(result["samples"]) == {"fresh", "rotten", "plot"}
     assert all(len(texts) == 3 and all(isinstance(t, str) for t in texts) for texts in result["samples"].values())
+
+
+def test_unknown_seed_is_refused(capsys):
+    assert experiments.main(["case_study", "--seeds", "7"]) == 2
+    assert "has no seeds [7]" in capsys.readouterr().err
