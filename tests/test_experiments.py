@@ -31,8 +31,9 @@ def test_summarise_means_spreads_and_delta_m():
     lower = {"sentiment": False, "generation": True}
     expected = [delta_m({"sentiment": 0.80, "generation": 90.0}, {"sentiment": 0.75, "generation": 100.0}, lower),
                 delta_m({"sentiment": 0.78, "generation": 110.0}, {"sentiment": 0.77, "generation": 100.0}, lower)]
-    assert summary["delta_m"]["values"] == pytest.approx(expected)  # Δm pairs runs of the same seed
-    assert summary["delta_m"]["mean"] == pytest.approx(sum(expected) / 2)
+    assert summary["multitask"]["delta_m"]["values"] == pytest.approx(expected)  # pairs runs of one seed
+    assert summary["multitask"]["delta_m"]["mean"] == pytest.approx(sum(expected) / 2)
+    assert "delta_m" not in summary["single-sentiment"]
 
 
 def test_unknown_experiment_lists_the_valid_ones(capsys):
@@ -45,7 +46,7 @@ def test_unknown_experiment_lists_the_valid_ones(capsys):
 
 def test_list_and_bad_thread_count(capsys):
     assert experiments.main(["--list"]) == 0
-    assert "case_study: 12 runs" in capsys.readouterr().out
+    assert "case_study: 15 runs" in capsys.readouterr().out
     assert experiments.main(["case_study", "--threads", "0"]) == 2
     assert "threads must be at least 1" in capsys.readouterr().err
 
