@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mtl_tutorial.aggregators import Aggregator
 from mtl_tutorial.batching import EncodedTask, TaskSchedule, TaskStream
 from mtl_tutorial.config import TrainConfig
 from mtl_tutorial.evaluation import evaluate
@@ -59,7 +60,12 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 class Trainer:
-    """Trains ``model`` on ``tasks`` with the recipe in ``config``."""
+    """Trains ``model`` on ``tasks`` with the recipe in ``config``.
+
+    ``weighting`` (default: equal or the config's static weights) and ``aggregator`` (default:
+    none, one backward pass of the weighted loss) are passed through to
+    :func:`~mtl_tutorial.step.train_step` unchanged.
+    """
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class Trainer:
         val_data: Mapping[str, EncodedTask],
         config: TrainConfig,
         weighting: Weighting | None = None,
+        aggregator: Aggregator | None = None,
     ) -> None:
         names = [t.name for t in tasks]
         if names != list(config.tasks):
@@ -82,6 +89,7 @@ class Trainer:
         self.val_data = val_data
         self.config = config
         self.weighting = (weighting or default_weighting(config)).to(config.device)
+        self.aggregator = aggregator  # stateless: nothing to checkpoint
         if self.weighting.num_tasks != len(tasks):
             raise ValueError(f"{self.weighting!r} is for {self.weighting.num_tasks} tasks, not {len(tasks)}")
         torch.manual_seed(config.seed)
@@ -127,7 +135,7 @@ class Trainer:
             names = self.schedule.tasks_for_step(self.step)
             batches = {name: self.streams[name].next() for name in names}
             log = train_step(self.model, batches, self.optimizer, self.weighting, self.tasks,
-                             grad_clip=config.grad_clip, step=self.step)
+                             grad_clip=config.grad_clip, step=self.step, aggregator=self.aggregator)
             self.scheduler.step()
             self.step += 1
             self.history.steps.append(self.step)
