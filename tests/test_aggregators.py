@@ -17,6 +17,7 @@ from mtl_tutorial.aggregators import (
     make_aggregator,
 )
 from mtl_tutorial.aggregators._solvers import MAX_TASKS, cosine_gramian, min_norm_point, unit_rows
+from mtl_tutorial.aggregators.cagrad import cagrad_direction, cagrad_two_tasks
 from mtl_tutorial.aggregators.imtl_g import imtl_g_direction, imtl_g_two_tasks
 from mtl_tutorial.aggregators.mgda import mgda_direction, mgda_two_tasks
 from mtl_tutorial.aggregators.nash_mtl import nash_weights
@@ -344,6 +345,17 @@ def test_cagrad_solves_its_dual_exactly():
         d = (1 + c) * aggregate("cagrad", J)
         assert (d - g0).norm().item() <= sqrt_phi * (1 + 1e-9) + 1e-12, case
         assert (J @ d).min().item() == pytest.approx(best, abs=1e-8 * J.norm(dim=1).max().item() ** 2), case
+
+
+def test_cagrad_closed_form_for_two_tasks_equals_the_general_solver():
+    g = seeded(10)
+    cases = two_row_cases() + [(f"random {k}", torch.randn(2, 3, generator=g) * torch.rand(2, 1, generator=g)) for k in range(30)]
+    cases.append(("zero row", torch.tensor([[0.0, 0.0], [1.0, 2.0]])))
+    for case, J in cases:
+        J = J.double()
+        for c in (0.2, 0.5, 2.0):
+            general = cagrad_direction(J[None], c)[0]
+            assert close(cagrad_two_tasks(J[None], c)[0], general, J, rtol=1e-9), (case, c)
 
 
 def test_cagrad_limits():
