@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import zlib
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -147,7 +148,8 @@ def run_toy_many(
     An aggregator's update is ``aggregator(J)`` on the plain task Jacobian. A weighting's
     update is the gradient of its objective, $\sum_t w_t \nabla L_t$ (the weighting sees the
     losses plus :data:`LOSS_OFFSET`, and its own parameters train with Adam at the same ``lr``).
-    Randomised methods draw from a generator seeded with ``seed``. ``processes > 1`` splits
+    Randomised methods draw from generators seeded with ``seed`` and the method's name (and
+    the start, for a weighting), so a result does not depend on which methods run alongside. ``processes > 1`` splits
     the methods over that many worker processes (one thread each; they are *spawned*, so a
     script that calls this must do so under ``if __name__ == "__main__":``).
     """
@@ -165,17 +167,21 @@ def run_toy_many(
     M, S = len(methods), starts.shape[0]
     x = torch.nn.Parameter(starts.expand(M, S, 2).clone())  # (M, S, 2): every (method, start) pair
     optimizer = torch.optim.Adam([x], lr=lr)
-    generator = torch.Generator().manual_seed(seed)
+    def generator(*key: object) -> torch.Generator:
+        return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(repr(key).encode()))
+
     aggregators = {i: make_aggregator(m, **options.get(m, {})) for i, m in enumerate(methods) if m in AGGREGATORS}
+    generators = {i: generator(methods[i]) for i in aggregators}
     weightings = {}
     for i, m in enumerate(methods):
         if m in WEIGHTINGS:
             kwargs = {**TOY_OPTIONS.get(m, {}), **options.get(m, {})}
             if m == "gradnorm":
                 kwargs["shared_parameters"] = [x]  # its "last shared layer" is x itself
-            if m == "rlw":
-                kwargs.setdefault("generator", generator)
-            weightings[i] = [make_weighting(m, 2, **kwargs) for _ in range(S)]
+            weightings[i] = [
+                make_weighting(m, 2, **({"generator": generator(m, s), **kwargs} if m == "rlw" else kwargs))
+                for s in range(S)
+            ]
     weighting_parameters = [p for group in weightings.values() for w in group for p in w.parameters()]
     weighting_optimizer = torch.optim.Adam(weighting_parameters, lr=lr) if weighting_parameters else None
 
@@ -186,7 +192,7 @@ def run_toy_many(
         direction = torch.empty_like(x)  # (M, S, 2)
         with torch.no_grad():
             for i, aggregator in aggregators.items():
-                direction[i] = aggregator.batch(J[i], generator=generator)
+                direction[i] = aggregator.batch(J[i], generator=generators[i])
         if weightings:
             # the losses as a function of x with the right value and gradient at x, so that a
             # weighting (GradNorm included) sees real gradients without a second pass of toy_losses

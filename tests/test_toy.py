@@ -86,6 +86,12 @@ def test_near_the_front_every_aggregator_reaches_the_pareto_set():
     assert abs(out["cagrad"][-1, 0, 0].item()) < 0.1
 
 
+def test_a_methods_randomness_does_not_depend_on_its_companions():
+    alone = run_toy_many(["graddrop"], PAPER_STARTS, steps=40)["graddrop"]
+    together = run_toy_many(["rlw", "graddrop", "pcgrad"], PAPER_STARTS, steps=40)["graddrop"]
+    assert torch.equal(alone, together)
+
+
 def test_processes_split_the_methods():
     out = run_toy_many(["mean", "mgda", "uncertainty"], PAPER_STARTS, steps=3, processes=2)
     same = run_toy_many(["mean", "mgda", "uncertainty"], PAPER_STARTS, steps=3)
