@@ -10,6 +10,7 @@ from mtl_tutorial.weightings.base import Weighting, _as_weight_tensor
 class Static(Weighting):
     r"""$L = \sum_t w_t L_t$ with fixed $w$.
 
+    >>> import torch
     >>> Static([0.9, 0.1])(torch.tensor([0.7, 8.9]))
     tensor(1.5200)
     """
