@@ -70,19 +70,24 @@ def article_config(tasks: tuple[str, ...], seed: int) -> ExperimentConfig:
 
 
 def case_study_runs() -> list[Run]:
+    """Per seed: the multi-task model and one single-task model per task. The article's equal
+    weights are run for seed 0 only (one more 3,000-step run per seed was beyond our budget)."""
+    all_tasks = ("sentiment", "source", "generation")
     runs = []
     for seed in SEEDS:
-        all_tasks = ("sentiment", "source", "generation")
         runs.append(Run(f"multitask/seed{seed}", case_study_config(all_tasks, seed, CASE_STUDY_WEIGHTS)))
-        runs.append(Run(f"multitask-equal/seed{seed}", case_study_config(all_tasks, seed)))
         for task in TASKS:
             runs.append(Run(f"single-{task}/seed{seed}", case_study_config((task,), seed)))
+    runs.append(Run("multitask-equal/seed0", case_study_config(all_tasks, 0)))
     return runs
+
+
+ARTICLE_SEEDS = (0, 1)  # the article's LSTM is slow on the CPU (its untied 10k-word output layer)
 
 
 def article_runs() -> list[Run]:
     runs = []
-    for seed in SEEDS:
+    for seed in ARTICLE_SEEDS:
         runs.append(Run(f"multitask/seed{seed}", article_config(("sentiment", "generation"), seed)))
         for task in ("sentiment", "generation"):
             runs.append(Run(f"single-{task}/seed{seed}", article_config((task,), seed)))
@@ -105,7 +110,7 @@ def provenance(name: str, started: float, threads: int | None = None, seeds: lis
     return {
         "experiment": name,
         "command": f"python -m mtl_tutorial.experiments {name}" + (f" --threads {threads}" if threads else ""),
-        "seeds": list(seeds) if seeds is not None else list(SEEDS),
+        "seeds": list(seeds) if seeds is not None else "all",
         "git_commit": commit,
         "package_modified_since_commit": dirty,
         "versions": {p: version(p) for p in ("torch", "tokenizers", "scikit-learn", "numpy")},
@@ -204,7 +209,8 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
     if seeds is not None:
         unknown = set(seeds) - {r.config.train.seed for r in runs}
         if unknown:
-            raise ValueError(f"experiment {name!r} has no seeds {sorted(unknown)}; its seeds are {list(SEEDS)}")
+            valid = sorted({r.config.train.seed for r in runs})
+            raise ValueError(f"experiment {name!r} has no seeds {sorted(unknown)}; its seeds are {valid}")
         runs = [r for r in runs if r.config.train.seed in seeds]
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name

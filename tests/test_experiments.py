@@ -46,7 +46,7 @@ def test_unknown_experiment_lists_the_valid_ones(capsys):
 
 def test_list_and_bad_thread_count(capsys):
     assert experiments.main(["--list"]) == 0
-    assert "case_study: 15 runs" in capsys.readouterr().out
+    assert "case_study: 13 runs" in capsys.readouterr().out
     assert experiments.main(["case_study", "--threads", "0"]) == 2
     assert "threads must be at least 1" in capsys.readouterr().err
 
