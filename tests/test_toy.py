@@ -4,7 +4,9 @@ import torch
 from mtl_tutorial.aggregators import AGGREGATORS, MGDA
 from mtl_tutorial.toy import (
     AVERAGE_OPTIMUM,
+    LOSS_OFFSET,
     PAPER_STARTS,
+    TOY_OPTIONS,
     pareto_distance,
     pareto_set,
     run_toy,
@@ -12,7 +14,7 @@ from mtl_tutorial.toy import (
     toy_jacobian,
     toy_losses,
 )
-from mtl_tutorial.weightings import WEIGHTINGS
+from mtl_tutorial.weightings import WEIGHTINGS, make_weighting
 
 
 def test_losses_shape_and_a_known_value():
@@ -57,13 +59,36 @@ def test_run_toy_is_adam_on_the_aggregated_direction():
         _, J = toy_jacobian(x.detach())
         x.grad = AGGREGATORS["upgrad"]()(J)
         optimizer.step()
-        torch.testing.assert_close(trajectory[k + 1], x.detach())
+        assert torch.equal(trajectory[k + 1], x.detach())  # the hand-written Adam is torch's, bit for bit
+
+
+@pytest.mark.parametrize("method", ["uncertainty", "gradnorm", "dwa", "static"])
+def test_a_weighting_runs_as_in_a_training_step(method):
+    """Reference: backward() through the weighting's objective of toy_losses, one Adam on x and its parameters."""
+    start, steps = (-8.5, 7.5), 60
+    extra = {"dwa": {"steps_per_epoch": 5}}.get(method, {})  # DWA: several epochs within the test
+    trajectory = run_toy_many([method], [start], steps=steps, options={method: extra})[method][:, 0]
+    x = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    if method == "gradnorm":
+        extra = {"shared_parameters": [x]}
+    weighting = make_weighting(method, 2, **{**TOY_OPTIONS.get(method, {}), **extra})
+    optimizers = [torch.optim.Adam([x], lr=1e-3)]
+    if list(weighting.parameters()):
+        optimizers.append(torch.optim.Adam(weighting.parameters(), lr=1e-3))
+    for k in range(steps):
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        weighting(toy_losses(x) + LOSS_OFFSET).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        torch.testing.assert_close(trajectory[k + 1], x.detach(), rtol=1e-12, atol=1e-12)
 
 
 def test_many_equals_one_by_one_and_weightings_match_aggregators():
-    out = run_toy_many(["mean", "equal", "cagrad"], PAPER_STARTS, steps=30, options={"cagrad": {"c": 0.4}})
-    assert set(out) == {"mean", "equal", "cagrad"} and out["mean"].shape == (31, 3, 2)
+    out = run_toy_many(["mean", "equal", "cagrad", "static"], PAPER_STARTS, steps=30, options={"cagrad": {"c": 0.4}})
+    assert set(out) == {"mean", "equal", "cagrad", "static"} and out["mean"].shape == (31, 3, 2)
     assert torch.equal(out["mean"], out["equal"])  # equal weights 1/2 = the mean of the two gradients
+    assert torch.equal(out["static"], out["equal"])  # TOY_OPTIONS writes them as static weights
     torch.testing.assert_close(out["cagrad"][:, 1], run_toy("cagrad", PAPER_STARTS[1], steps=30, c=0.4))
 
 
@@ -98,6 +123,11 @@ def test_processes_split_the_methods():
     assert list(out) == ["mean", "mgda", "uncertainty"]
     for method in out:
         assert torch.equal(out[method], same[method])
+
+
+def test_a_method_may_appear_once():
+    with pytest.raises(ValueError, match="once"):
+        run_toy_many(["mean", "mgda", "mean"], PAPER_STARTS, steps=1)
 
 
 def test_unknown_method_lists_the_valid_ones():

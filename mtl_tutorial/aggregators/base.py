@@ -71,8 +71,8 @@ def _check_jacobian(aggregator: Aggregator, J: object, batched: bool) -> None:
         raise TypeError(f"{aggregator!r} expects a floating-point Jacobian, got dtype {J.dtype}; convert it with J.float()")
     if J.shape[-2] == 0 or J.shape[-1] == 0:
         raise ValueError(f"{aggregator!r} needs at least one task and one parameter, got shape {tuple(J.shape)}")
-    finite = torch.isfinite(J).all(dim=-1)  # (..., T)
-    if not finite.all():
+    if not torch.isfinite(J).all():  # one reduction in the common case; find the culprit only when needed
+        finite = torch.isfinite(J).all(dim=-1)  # (..., T)
         where = tuple(torch.nonzero(~finite)[0].tolist())
         row = where[-1]
         place = f"matrix {where[0]}, row {row}" if batched else f"row {row}"
