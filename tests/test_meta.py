@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -298,3 +299,5 @@ def test_run_sine_smoke_and_determinism():
     a, b = run_sine(config), run_sine(config)
     assert set(a.mse) == {0, 1, 10} and a.mse == b.mse and a.train_losses == b.train_losses
     assert all(math.isfinite(v) and v > 0 for v in a.mse.values())
+    assert a.mse[1] == pytest.approx(a.per_task[1].mean().item())
+    assert json.loads(json.dumps(a.as_dict()))["config"]["inner_steps"] == 1

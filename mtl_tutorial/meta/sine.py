@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_tutorial.meta import META_LEARNERS, make_meta_learner
 from mtl_tutorial.meta.adaptation import adaptation_curve
 from mtl_tutorial.meta.episodes import Episode
+from mtl_tutorial.meta.step import meta_train_step
 
-METHODS = ("maml", "fomaml", "reptile", "joint")
+METHODS = tuple(META_LEARNERS)  # maml, fomaml, reptile, joint
 # Inner SGD steps per method when SineConfig.inner_steps is None: MAML's one step (the paper's
 # main setting); Reptile needs several, since with one step it is joint training (Nichol et al.,
 # 2018, §5); joint training has no inner loop.
@@ -140,16 +142,31 @@ class SineConfig:
 
 @dataclass
 class SineResult:
-    """Held-out query MSE after each number of fine-tuning steps: mean and 95% half-width."""
+    """Held-out query MSE after each number of fine-tuning steps: mean and 95% half-width.
+
+    ``per_task[k]`` holds the MSE of every held-out wave after ``k`` steps, ``(eval_tasks,)``;
+    ``model`` is the meta-trained network (for figures: adapt it with
+    :func:`~mtl_tutorial.meta.adaptation.adapt` and plot its predictions).
+    """
 
     config: SineConfig
     mse: dict[int, float]
     ci95: dict[int, float]  # 1.96 standard errors over the held-out tasks
+    per_task: dict[int, Tensor] = field(repr=False)
     train_losses: list[float] = field(repr=False)
-    seconds: float = 0.0
+    seconds: float = 0.0  # meta-training and evaluation, wall clock
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: the config, the numbers and the training curve (not the model)."""
+        return {
+            "config": asdict(self.config),
+            "mse": self.mse,
+            "ci95": self.ci95,
+            "per_task": {k: v.tolist() for k, v in self.per_task.items()},
+            "train_losses": self.train_losses,
+            "seconds": self.seconds,
+        }
 
 
 def run_sine(config: SineConfig | None = None, model: nn.Module | None = None) -> SineResult:
@@ -159,8 +176,6 @@ def run_sine(config: SineConfig | None = None, model: nn.Module | None = None) -
     ``k`` SGD steps of size ``eval_lr`` on the K support points of a held-out wave, for each
     ``k`` in ``eval_steps``. Pass ``model`` to start from other weights (default :func:`sine_mlp`).
     """
-    from mtl_tutorial.meta import make_meta_learner, meta_train_step
-
     config = config or SineConfig()
     start = time.perf_counter()
     model = sine_mlp(seed=config.seed) if model is None else model
@@ -179,4 +194,4 @@ def run_sine(config: SineConfig | None = None, model: nn.Module | None = None) -
     )
     mse = {k: v.mean().item() for k, v in curve.items()}
     ci95 = {k: 1.96 * v.std().item() / math.sqrt(len(v)) for k, v in curve.items()}
-    return SineResult(config, mse, ci95, losses, time.perf_counter() - start)
+    return SineResult(config, mse, ci95, curve, losses, time.perf_counter() - start, model)
