@@ -1,4 +1,9 @@
-"""Meta-learning: MAML, first-order MAML, Reptile, the joint-training baseline, episodic sampling."""
+"""Meta-learning: MAML, first-order MAML, Reptile, the joint-training baseline, episodic sampling.
+
+The benchmarks live in submodules: :mod:`mtl_tutorial.meta.sine` (sine-wave regression of the
+MAML paper) and :mod:`mtl_tutorial.meta.wordnet` (few-shot classification into WordNet's
+lexicographer categories, texts featurised by :mod:`mtl_tutorial.meta.features`).
+"""
 
 from __future__ import annotations
 

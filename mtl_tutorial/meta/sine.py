@@ -9,7 +9,8 @@ Predicting zero everywhere scores $\mathbb E[A^2]/2 \approx 4.25$. Joint trainin
 learns about their mean, $\mathbb E[y \mid x] = -\frac{2\,\mathbb E[A]}{\pi} \cos x \approx
 -1.62 \cos x$ (the phases only cover $[0, \pi]$), which scores about 3.0: a compromise that fits no
 single wave, and from which a few small SGD steps on 10 points move little. MAML instead learns
-weights from which one step already fits the wave. :func:`run_sine` measures both, as the query MSE after 0, 1 and 10 steps.
+weights from which one step already fits the wave. :func:`run_sine` measures both, as the
+query MSE after 0, 1 and 10 fine-tuning steps.
 """
 
 from __future__ import annotations
