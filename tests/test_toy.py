@@ -7,8 +7,10 @@ from mtl_tutorial.toy import (
     LOSS_OFFSET,
     PAPER_STARTS,
     TOY_OPTIONS,
+    load_toy_runs,
     pareto_distance,
     pareto_set,
+    record_toy_runs,
     run_toy,
     run_toy_many,
     toy_jacobian,
@@ -133,3 +135,18 @@ def test_a_method_may_appear_once():
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(KeyError, match="valid methods are the aggregators mean, mgda.* and the weightings equal"):
         run_toy("adam", (0.0, 0.0), steps=1)
+
+
+def test_recorded_runs_load_back_with_their_provenance(tmp_path):
+    runs = {"two": {"methods": ["mean", "rlw"], "steps": 10}, "c": {"methods": ["cagrad"], "steps": 10, "options": {"cagrad": {"c": 0.2}}}}
+    path = tmp_path / "toy.pt"
+    record_toy_runs(path, runs, stride=5, processes=1)
+    loaded = load_toy_runs(path)
+    assert set(loaded["runs"]) == {"two", "c"} and loaded["provenance"]["git_commit"]
+    two = loaded["runs"]["two"]
+    assert two["stored_steps"] == [0, 5, 10] and two["arguments"]["starts"] == [list(s) for s in PAPER_STARTS]
+    again = run_toy_many(["mean", "rlw"], PAPER_STARTS, steps=10)
+    for method in ("mean", "rlw"):
+        assert torch.equal(two["trajectories"][method], again[method][[0, 5, 10]])
+        assert torch.equal(two["end"][method], again[method][-1])
+    assert torch.equal(loaded["runs"]["c"]["end"]["cagrad"], run_toy_many(["cagrad"], PAPER_STARTS, 10, options={"cagrad": {"c": 0.2}})["cagrad"][-1])
