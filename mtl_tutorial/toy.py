@@ -329,7 +329,7 @@ BOOK_RUNS: dict[str, dict] = {
 """The runs behind chapter 4's toy figures: keyword arguments of :func:`run_toy_many`."""
 
 
-def record_toy_runs(path: str | Path, runs: Mapping[str, dict] = BOOK_RUNS, stride: int = 200, processes: int = 2) -> dict:
+def record_toy_runs(path: str | Path, runs: Mapping[str, dict] = BOOK_RUNS, stride: int = 250, processes: int = 2) -> dict:
     """Run each named configuration of :func:`run_toy_many` and save it to ``path`` with its provenance.
 
     The file (``torch.save``, loadable with ``weights_only=True``) holds, for each run, its
