@@ -24,7 +24,7 @@ independent). On a few dozen numbers the cost of a step is the Python overhead o
 operation, so the loop runs in inference mode and the number of operations per step is what
 counts. Reproducing the paper's setting (3 starts, 100,000 steps, all 14 methods) costs about
 4.5 ms of CPU per step on a busy 2-core machine, split over two processes with ``processes=2``;
-two thirds of it is the weighting modules' own work (GradNorm's two backward passes per start
+most of it is the learned weightings' own work (GradNorm's two backward passes per start
 above all), called once per start as a trainer would.
 """
 
