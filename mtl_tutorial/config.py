@@ -88,6 +88,12 @@ class TrainConfig:
     (one batch of every task per step, the article's objective) or one task per step chosen
     ``round_robin``, in proportion to dataset size (``proportional``) or by the T5 temperature
     rule (``temperature``).
+
+    ``weighting`` names a loss weighting of :mod:`mtl_tutorial.weightings` (``None``: equal
+    weights, or the static ``weights``); ``aggregator`` names a gradient aggregator of
+    :mod:`mtl_tutorial.aggregators` (``None``: one backward pass of the weighted loss). Their
+    ``*_options`` are passed to ``make_weighting`` / ``make_aggregator``; what a method needs from
+    the model (GradNorm's last shared layer) the trainer supplies.
     """
 
     tasks: tuple[str, ...] = ("sentiment", "source", "generation")
@@ -106,6 +112,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = False  # tqdm progress bar
+    weighting: str | None = None
+    weighting_options: dict[str, float] = field(default_factory=dict)
+    aggregator: str | None = None
+    aggregator_options: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -128,6 +138,23 @@ class TrainConfig:
             raise ValueError("prefix_dropout must lie in [0, 1]")
         if self.mixing_temperature <= 0:
             raise ValueError("mixing_temperature must be positive")
+        from mtl_tutorial.aggregators import AGGREGATORS  # late: the registries import torch
+        from mtl_tutorial.weightings import WEIGHTINGS
+
+        if self.weighting is not None:
+            _check_choice("weighting", self.weighting, tuple(WEIGHTINGS))
+            if self.weighting == "static":
+                raise ValueError("for static weights set TrainConfig.weights (a dict task -> weight), "
+                                 "not weighting='static'")
+            if self.weights is not None:
+                raise ValueError(f"TrainConfig.weights are static weights; they cannot be combined with "
+                                 f"weighting={self.weighting!r}. Set one of the two")
+        elif self.weighting_options:
+            raise ValueError("weighting_options are given but no weighting is named")
+        if self.aggregator is not None:
+            _check_choice("aggregator", self.aggregator, tuple(AGGREGATORS))
+        elif self.aggregator_options:
+            raise ValueError("aggregator_options are given but no aggregator is named")
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Named experiments too long for a notebook; each writes a JSON result with its provenance.
 
     python -m mtl_tutorial.experiments case_study      # multi-task vs single-task, 3 seeds
-    python -m mtl_tutorial.experiments article_lstm    # the article's LSTM recipe, 3 seeds
+    python -m mtl_tutorial.experiments article_lstm    # the article's LSTM recipe, 2 seeds
+    python -m mtl_tutorial.experiments methods         # every weighting and aggregator, 3 seeds
     python -m mtl_tutorial.experiments --list
 
 Results go to ``book/results/NAME.json`` (override with ``--out``). Every finished run is also
@@ -95,7 +96,54 @@ def article_runs() -> list[Run]:
     return runs
 
 
-EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {"case_study": case_study_runs, "article_lstm": article_runs}
+# Chapter 4's comparison: every loss weighting and gradient aggregator on the case study. 39
+# multi-task runs at chapter 5's 3,000 steps would take about 8 CPU-hours, so the comparison uses a
+# 500-step budget (the same recipe otherwise), with single-task runs of the same budget for Δm.
+METHOD_STEPS = 500
+ONES = {"sentiment": 1.0, "source": 1.0, "generation": 1.0}  # the raw task Jacobian for aggregators
+METHODS: dict[str, dict] = {
+    # weightings: one backward pass of the weighted loss
+    "static": {"weights": CASE_STUDY_WEIGHTS},
+    "uncertainty": {"weighting": "uncertainty"},
+    "dwa": {"weighting": "dwa", "weighting_options": {"steps_per_epoch": 50}},
+    "gradnorm": {"weighting": "gradnorm", "weighting_options": {"alpha": 1.5}},
+    "rlw": {"weighting": "rlw"},
+    # aggregators on the raw task Jacobian; "equal" is mean_t ∇L_t, the gradient of equal weights,
+    # taken through the Jacobian so that its Gramian is recorded too
+    "equal": {"weights": ONES, "aggregator": "mean"},
+    "mgda": {"weights": ONES, "aggregator": "mgda"},
+    "pcgrad": {"weights": ONES, "aggregator": "pcgrad"},
+    "graddrop": {"weights": ONES, "aggregator": "graddrop"},
+    "cagrad": {"weights": ONES, "aggregator": "cagrad", "aggregator_options": {"c": 0.4}},
+    "imtl_g": {"weights": ONES, "aggregator": "imtl_g"},
+    "nash_mtl": {"weights": ONES, "aggregator": "nash_mtl"},
+    "upgrad": {"weights": ONES, "aggregator": "upgrad"},
+}
+
+
+def methods_config(tasks: tuple[str, ...], seed: int, method: dict | None = None) -> ExperimentConfig:
+    """Chapter 5's recipe at ``METHOD_STEPS`` steps, evaluated every 100, no early stopping."""
+    return ExperimentConfig(
+        train=TrainConfig(tasks=tasks, seed=seed, lr=3e-3, max_steps=METHOD_STEPS, eval_every=100, patience=0,
+                          **(method or {})),
+    )
+
+
+def methods_runs() -> list[Run]:
+    """Per seed: one single-task run per task, then one multi-task run per method."""
+    all_tasks = ("sentiment", "source", "generation")
+    runs = []
+    for seed in SEEDS:
+        for task in TASKS:
+            runs.append(Run(f"single-{task}/seed{seed}", methods_config((task,), seed)))
+        for name, method in METHODS.items():
+            runs.append(Run(f"multitask-{name}/seed{seed}", methods_config(all_tasks, seed, method)))
+    return runs
+
+
+EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {
+    "case_study": case_study_runs, "article_lstm": article_runs, "methods": methods_runs,
+}
 
 
 def provenance(name: str, started: float, threads: int | None = None, seeds: list[int] | None = None) -> dict:
@@ -134,7 +182,8 @@ def run_one(run: Run, data: CaseStudyData) -> dict:
         "seconds": round(result.seconds, 1),
         "seconds_per_step": round(result.seconds / result.steps, 4),
         "parameters": result.parameters,
-        "history": {"eval_steps": result.history.eval_steps, "val": result.history.val},
+        "history": {"eval_steps": result.history.eval_steps, "val": result.history.val,
+                    **_trace(result.history)},
     }
     if "generation" in run.config.train.tasks:
         model = result.trainer.best_model("generation")
@@ -144,6 +193,40 @@ def run_one(run: Run, data: CaseStudyData) -> dict:
             for label in ("fresh", "rotten", "plot")
         }
     return record
+
+
+def _trace(history, points: int = 100) -> dict:
+    """Every k-th step's training losses, weights and Gramian (about ``points`` of them), 4 digits."""
+    stride = max(1, len(history.steps) // points)
+    keep = list(range(stride - 1, len(history.steps), stride))
+
+    def rounded(x):
+        return [rounded(v) for v in x] if isinstance(x, list) else float(f"{x:.4g}")
+
+    trace = {
+        "trace_steps": [history.steps[i] for i in keep],
+        "train_loss": {t: rounded([v[i] for i in keep]) for t, v in history.train_loss.items()},
+        "weights": rounded([history.weights[i] for i in keep]),
+    }
+    if history.gramian:
+        trace["gramian"] = rounded([history.gramian[i] for i in keep])
+    return trace
+
+
+def same_config(stored: dict, current: dict) -> bool:
+    """Is a stored run's config the current one? A key the stored record lacks (a field added since)
+    matches only if the current value is empty (``None``, ``{}``), so old runs stay reusable."""
+    for key, value in current.items():
+        if key not in stored:
+            if value not in (None, {}, [], ()):
+                return False
+        elif isinstance(value, dict) and isinstance(stored[key], dict) and key in ("data", "tokenizer",
+                                                                                  "model", "train"):
+            if not same_config(stored[key], value):
+                return False
+        elif stored[key] != value:
+            return False
+    return set(stored) <= set(current)
 
 
 def baselines(data: CaseStudyData) -> dict:
@@ -193,11 +276,12 @@ def summarise(records: list[dict]) -> dict:
 
 
 def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None,
-                   seeds: list[int] | None = None) -> dict:
+                   seeds: list[int] | None = None, shard: tuple[int, int] | None = None) -> dict:
     """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``.
 
     ``seeds`` restricts the runs to those seeds, e.g. to train seeds 0 and 1 in two processes side
-    by side; a last call without ``seeds`` then reuses every finished run and writes the summary.
+    by side; ``shard=(k, n)`` to every n-th run starting at run k. A last call without either then
+    reuses every finished run and writes the summary.
     """
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
@@ -213,6 +297,11 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
             valid = sorted({r.config.train.seed for r in runs})
             raise ValueError(f"experiment {name!r} has no seeds {sorted(unknown)}; its seeds are {valid}")
         runs = [r for r in runs if r.config.train.seed in seeds]
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}")
+        runs = runs[k::n]
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +312,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
         path = run_dir / (run.name.replace("/", "_") + ".json")
         if path.exists() and not fresh:
             record = json.loads(path.read_text())
-            if record["config"] == json.loads(json.dumps(dataclasses.asdict(run.config))):
+            if same_config(record["config"], json.loads(json.dumps(dataclasses.asdict(run.config)))):
                 print(f"[{name}] {run.name}: reusing {path}", flush=True)
                 records.append(record)
                 continue
@@ -255,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
     parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")],
                         help="only these seeds, comma-separated (default: all)")
+    parser.add_argument("--shard", type=lambda text: tuple(int(x) for x in text.split("/")),
+                        help="K/N: only every N-th run starting at run K (for N processes side by side)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); "
                         "use 1 to run two experiments side by side on two cores")
     args = parser.parse_args(argv)
@@ -263,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {len(make())} runs")
         return 0 if args.list else 2
     try:
-        run_experiment(args.name, args.out, args.fresh, args.threads, args.seeds)
+        run_experiment(args.name, args.out, args.fresh, args.threads, args.seeds, args.shard)
     except (KeyError, ValueError) as error:
         print(error.args[0], file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ class StepLog:
     losses: dict[str, float]
     objective: float
     weights: list[float]
+    gramian: list[list[float]] | None = None  # J Jᵀ (T, T) with an aggregator; NaN rows: absent tasks
 
 
 def train_step(
@@ -75,11 +76,12 @@ def train_step(
         losses.append(loss)
     loss_vector = torch.stack(losses)  # (T,)
     objective = weighting(loss_vector)
+    gramian = None
     if aggregator is None:
         objective.backward()
     else:
         present = [batches.get(task.name) is not None for task in tasks]
-        _aggregated_backward(model, weighting, aggregator, losses, loss_vector, objective, present)
+        gramian = _aggregated_backward(model, weighting, aggregator, losses, loss_vector, objective, present)
     if grad_clip is not None:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -87,6 +89,7 @@ def train_step(
         losses={t.name: loss_vector[i].item() for i, t in enumerate(tasks) if t.name in batches},
         objective=objective.item(),
         weights=weighting.weights.tolist(),
+        gramian=gramian,
     )
 
 
@@ -98,15 +101,18 @@ def _aggregated_backward(
     loss_vector: torch.Tensor,
     objective: torch.Tensor,
     present: list[bool],
-) -> None:
-    """Set θ_s.grad to ``aggregator(J)`` and every other parameter's grad from the objective."""
+) -> list[list[float]] | None:
+    """Set θ_s.grad to ``aggregator(J)`` and every other parameter's grad from the objective.
+
+    Returns the Gramian ``J Jᵀ`` as a T×T list (NaN in the rows and columns of absent tasks), or
+    ``None`` when no task had a batch."""
     if not hasattr(model, "shared_parameters"):
         raise TypeError(
             f"an aggregator needs the shared parameters θ_s, but {type(model).__name__} has no "
             "shared_parameters() method; use MultiTaskModel or add one"
         )
     if not objective.requires_grad:  # no task had a batch
-        return
+        return None
     shared = list(model.shared_parameters())
     shared_ids = {id(p) for p in shared}
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
@@ -123,3 +129,7 @@ def _aggregated_backward(
     for p in shared:
         p.grad = direction[offset:offset + p.numel()].view_as(p).clone()
         offset += p.numel()
+    index = [t for t, here in enumerate(present) if here]
+    gramian = torch.full((len(present), len(present)), float("nan"), dtype=torch.float64)  # (T, T)
+    gramian[torch.tensor(index)[:, None], torch.tensor(index)[None, :]] = (J @ J.T).double().cpu()
+    return gramian.tolist()

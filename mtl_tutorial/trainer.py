@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtl_tutorial.aggregators import Aggregator
+from mtl_tutorial.aggregators import Aggregator, make_aggregator
 from mtl_tutorial.batching import EncodedTask, TaskSchedule, TaskStream
 from mtl_tutorial.config import TrainConfig
 from mtl_tutorial.evaluation import evaluate
 from mtl_tutorial.step import train_step
 from mtl_tutorial.tasks import Task
-from mtl_tutorial.weightings import Equal, Static, Weighting
+from mtl_tutorial.weightings import Equal, Static, Weighting, make_weighting
 
 
 @dataclass
@@ -37,6 +37,8 @@ class History:
     steps: list[int] = field(default_factory=list)
     train_loss: dict[str, list[float]] = field(default_factory=dict)  # NaN where a task sat out
     objective: list[float] = field(default_factory=list)
+    weights: list[list[float]] = field(default_factory=list)  # the weighting's weights, per step
+    gramian: list[list[list[float]]] = field(default_factory=list)  # per step, with an aggregator
     eval_steps: list[int] = field(default_factory=list)
     val: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     best_step: dict[str, int] = field(default_factory=dict)
@@ -49,6 +51,26 @@ def default_weighting(config: TrainConfig) -> Weighting:
     if config.weights is None:
         return Equal(len(config.tasks))
     return Static([config.weights[name] for name in config.tasks])
+
+
+def weighting_from_config(config: TrainConfig, model: nn.Module) -> Weighting:
+    """``config.weighting`` built with its options; GradNorm gets the model's last shared layer."""
+    if config.weighting is None:
+        return default_weighting(config)
+    options = dict(config.weighting_options)
+    if config.weighting == "gradnorm":
+        if not hasattr(model, "last_shared_parameters"):
+            raise TypeError(f"GradNorm needs the last shared layer, but {type(model).__name__} has no "
+                            "last_shared_parameters() method")
+        options["shared_parameters"] = model.last_shared_parameters()
+    return make_weighting(config.weighting, len(config.tasks), **options)
+
+
+def aggregator_from_config(config: TrainConfig) -> Aggregator | None:
+    """``config.aggregator`` built with its options, or ``None``."""
+    if config.aggregator is None:
+        return None
+    return make_aggregator(config.aggregator, **config.aggregator_options)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -88,8 +110,8 @@ class Trainer:
         self.tasks = list(tasks)
         self.val_data = val_data
         self.config = config
-        self.weighting = (weighting or default_weighting(config)).to(config.device)
-        self.aggregator = aggregator  # stateless: nothing to checkpoint
+        self.weighting = (weighting or weighting_from_config(config, model)).to(config.device)
+        self.aggregator = aggregator or aggregator_from_config(config)  # stateless: nothing to checkpoint
         if self.weighting.num_tasks != len(tasks):
             raise ValueError(f"{self.weighting!r} is for {self.weighting.num_tasks} tasks, not {len(tasks)}")
         torch.manual_seed(config.seed)
@@ -140,6 +162,9 @@ class Trainer:
             self.step += 1
             self.history.steps.append(self.step)
             self.history.objective.append(log.objective)
+            self.history.weights.append(log.weights)
+            if log.gramian is not None:
+                self.history.gramian.append(log.gramian)
             for name in self.history.train_loss:
                 self.history.train_loss[name].append(log.losses.get(name, float("nan")))
             bar.update(1)

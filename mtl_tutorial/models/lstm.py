@@ -30,3 +30,8 @@ class LSTMTrunk(nn.Module):
         x = self.dropout(self.embedding(input_ids))  # (B, L, D)
         hidden, _ = self.lstm(x)  # (B, L, D); right padding only follows real tokens
         return self.dropout(hidden)
+
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        """The top LSTM layer's weights and biases (``*_l{num_layers - 1}``)."""
+        suffix = f"_l{self.lstm.num_layers - 1}"
+        return [p for name, p in self.lstm.named_parameters() if name.endswith(suffix)]

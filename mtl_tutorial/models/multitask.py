@@ -53,6 +53,10 @@ class MultiTaskModel(nn.Module):
         """θ_s: the trunk (including a token embedding tied to the generation head)."""
         return list(self.trunk.parameters())
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The last shared layer, whose gradient norms GradNorm balances (the trunk's output layer)."""
+        return self.trunk.last_layer_parameters()
+
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         """θ_t: the parameters only ``task`` uses."""
         if task not in self.heads:

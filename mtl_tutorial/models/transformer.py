@@ -75,6 +75,10 @@ class TransformerTrunk(nn.Module):
             x = block(x)
         return self.norm(x)  # (B, L, D)
 
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        """The final LayerNorm: the last layer every task's gradient passes through."""
+        return list(self.norm.parameters())
+
 
 def _init_weights(module: nn.Module) -> None:
     """GPT-2 style initialisation: N(0, 0.02) weights, zero biases."""
