@@ -214,19 +214,19 @@ def _trace(history, points: int = 100) -> dict:
 
 
 def same_config(stored: dict, current: dict) -> bool:
-    """Is a stored run's config the current one? A key the stored record lacks (a field added since)
-    matches only if the current value is empty (``None``, ``{}``), so old runs stay reusable."""
-    for key, value in current.items():
-        if key not in stored:
-            if value not in (None, {}, [], ()):
-                return False
-        elif isinstance(value, dict) and isinstance(stored[key], dict) and key in ("data", "tokenizer",
-                                                                                  "model", "train"):
-            if not same_config(stored[key], value):
-                return False
-        elif stored[key] != value:
+    """Is a stored run's config (``asdict`` of an :class:`ExperimentConfig`) the current one?
+
+    A field the stored record lacks (added to the config since) counts with its default value, so
+    runs recorded before a new field existed stay reusable while the field is left at its default.
+    """
+    defaults = json.loads(json.dumps(dataclasses.asdict(ExperimentConfig())))
+    if set(stored) != set(current):
+        return False
+    for section, values in current.items():
+        filled = {**defaults.get(section, {}), **stored[section]}
+        if filled != values:
             return False
-    return set(stored) <= set(current)
+    return True
 
 
 def baselines(data: CaseStudyData) -> dict:
