@@ -65,9 +65,13 @@ class ModelConfig:
     dropout: float = 0.1
     max_length: int = 64  # positions the Transformer can see; match TokenizerConfig.max_length
     tie_embeddings: bool = True  # the generation head reuses the token embedding matrix
+    architecture: str = "hard"  # how tasks share parameters: a name in mtl_tutorial.architectures.ARCHITECTURES
 
     def __post_init__(self) -> None:
         _check_choice("trunk", self.trunk, TRUNKS)
+        from mtl_tutorial.architectures import ARCHITECTURES  # late: the registry imports torch
+
+        _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
         if self.trunk == "transformer" and self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
