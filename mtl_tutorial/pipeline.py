@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from mtl_tutorial.architectures import make_architecture
 from mtl_tutorial.batching import EncodedTask, encode_task
 from mtl_tutorial.config import ExperimentConfig
 from mtl_tutorial.data import Splits, load_splits
 from mtl_tutorial.evaluation import evaluate
-from mtl_tutorial.models import MultiTaskModel
 from mtl_tutorial.tasks import TASKS, Task, get_task
 from mtl_tutorial.tokenizer import TextTokenizer
 from mtl_tutorial.trainer import History, Trainer
@@ -51,7 +52,7 @@ class RunResult:
     """A trained model, its history, and test metrics of each task at its best validation step."""
 
     config: ExperimentConfig
-    model: MultiTaskModel
+    model: nn.Module
     trainer: Trainer
     history: History
     test: dict[str, dict[str, float]]
@@ -61,15 +62,15 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
 
-def build_model(config: ExperimentConfig, tasks: list[Task], vocab_size: int) -> MultiTaskModel:
-    """A model for ``tasks``, initialised from ``config.train.seed``."""
+def build_model(config: ExperimentConfig, tasks: list[Task], vocab_size: int) -> nn.Module:
+    """A model of ``config.model.architecture`` for ``tasks``, initialised from ``config.train.seed``."""
     if config.model.max_length < config.tokenizer.max_length:
         raise ValueError(
             f"ModelConfig.max_length={config.model.max_length} is shorter than "
             f"TokenizerConfig.max_length={config.tokenizer.max_length}; make them equal"
         )
     torch.manual_seed(config.train.seed)
-    return MultiTaskModel(config.model, tasks, vocab_size)
+    return make_architecture(config.model.architecture, config.model, tasks, vocab_size)
 
 
 def train_and_evaluate(config: ExperimentConfig, data: CaseStudyData, split: str = "test") -> RunResult:
