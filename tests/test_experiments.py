@@ -76,3 +76,32 @@ def test_run_one_trains_tests_and_samples(splits, tiny_tokenizer, tiny_data, tin
 def test_unknown_seed_is_refused(capsys):
     assert experiments.main(["case_study", "--seeds", "7"]) == 2
     assert "has no seeds [7]" in capsys.readouterr().err
+
+
+def test_old_run_records_without_new_config_fields_are_reused():
+    current = json.loads(json.dumps(dataclasses.asdict(ExperimentConfig())))
+    old = json.loads(json.dumps(current))
+    for field in ("weighting", "weighting_options", "aggregator", "aggregator_options"):
+        del old["train"][field]  # a record written before these fields existed
+    assert experiments.same_config(old, current)
+    changed = json.loads(json.dumps(current))
+    changed["train"]["aggregator"] = "mgda"
+    assert not experiments.same_config(old, changed)  # a missing field counts at its default only
+    assert not experiments.same_config({**old, "train": {**old["train"], "lr": 1.0}}, current)
+
+
+def test_methods_experiment_covers_every_weighting_and_aggregator():
+    from mtl_tutorial.aggregators import AGGREGATORS
+    from mtl_tutorial.weightings import WEIGHTINGS
+
+    runs = experiments.methods_runs()
+    trains = [r.config.train for r in runs if r.name.startswith("multitask-")]
+    assert {t.weighting for t in trains if t.weighting} | {"equal", "static"} == set(WEIGHTINGS)
+    assert {t.aggregator for t in trains if t.aggregator} == set(AGGREGATORS)
+    assert {r.config.train.seed for r in runs} == set(experiments.SEEDS)
+    assert all(r.config.train.max_steps == experiments.METHOD_STEPS for r in runs)
+
+
+def test_shard_splits_the_runs(capsys):
+    assert experiments.main(["methods", "--shard", "2/2", "--out", "/nonexistent/x.json"]) == 2
+    assert "0 <= k < n" in capsys.readouterr().err

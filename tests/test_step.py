@@ -179,3 +179,19 @@ def test_trainer_passes_the_aggregator_through(tiny_data, tiny_model_config, tin
     trainer = Trainer(model, tasks, tiny_data["train"], tiny_data["val"], tiny_train_config, aggregator=aggregator)
     history = trainer.fit(until_step=2)
     assert seen == [aggregator, aggregator] and all(torch.isfinite(torch.tensor(history.objective)))
+
+
+def test_the_step_reports_the_gramian_of_the_rows_it_aggregated(tiny_data, tiny_model_config):
+    from mtl_tutorial.jacobian import task_jacobian
+
+    b = batches(tiny_data, ["sentiment", "generation"])  # source sits out: NaN row and column
+    model = nodrop_model(tiny_model_config)
+    losses = [t.loss(model(t.name, b[t.name].inputs), b[t.name].targets) for t in TASK_LIST if t.name in b]
+    J = task_jacobian(losses, model.shared_parameters())  # (2, n), unit weights
+    log = train_step(model, b, torch.optim.SGD(model.parameters(), lr=0.0), Static([1.0] * 3), TASK_LIST,
+                     grad_clip=None, aggregator=Mean())
+    G = torch.tensor(log.gramian, dtype=torch.float64)  # (3, 3)
+    torch.testing.assert_close(G[[0, 2]][:, [0, 2]], (J @ J.T).double(), rtol=1e-4, atol=1e-9)
+    assert torch.isnan(G[1]).all() and torch.isnan(G[:, 1]).all()
+    plain = train_step(model, b, torch.optim.SGD(model.parameters(), lr=0.0), Equal(3), TASK_LIST)
+    assert plain.gramian is None  # the default step computes no Jacobian

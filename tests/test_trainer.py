@@ -90,3 +90,54 @@ def test_bad_inputs(tiny_data, tiny_model_config, tiny_train_config):
         Trainer(model, [TASKS["sentiment"]], tiny_data["train"], tiny_data["val"], tiny_train_config)
     with pytest.raises(ValueError, match="val_data lacks"):
         Trainer(model, list(TASKS.values()), tiny_data["train"], {}, tiny_train_config)
+
+
+@pytest.mark.parametrize("weighting, options", [("uncertainty", {}), ("dwa", {"steps_per_epoch": 2}),
+                                                 ("gradnorm", {"alpha": 1.5}), ("rlw", {})])
+def test_the_config_names_the_weighting(weighting, options, tiny_data, tiny_model_config, tiny_train_config):
+    from mtl_tutorial.weightings import WEIGHTINGS
+
+    config = dataclasses.replace(tiny_train_config, weighting=weighting, weighting_options=options)
+    tasks = [TASKS[n] for n in config.tasks]
+    model = MultiTaskModel(tiny_model_config, tasks, vocab_size=400)
+    trainer = Trainer(model, tasks, tiny_data["train"], tiny_data["val"], config)
+    assert type(trainer.weighting) is WEIGHTINGS[weighting]
+    history = trainer.fit(until_step=4)
+    assert len(history.weights) == 4 and all(len(w) == 3 for w in history.weights)
+    if weighting == "gradnorm":  # reads the trunk's last layer, and its weights moved off 1
+        assert [id(p) for p in trainer.weighting._shared] == [id(p) for p in model.last_shared_parameters()]
+        assert history.weights[-1] != [1.0, 1.0, 1.0]
+
+
+def test_the_config_names_the_aggregator(tiny_data, tiny_model_config, tiny_train_config):
+    from mtl_tutorial.aggregators import CAGrad
+
+    config = dataclasses.replace(tiny_train_config, aggregator="cagrad", aggregator_options={"c": 0.3})
+    tasks = [TASKS[n] for n in config.tasks]
+    trainer = Trainer(MultiTaskModel(tiny_model_config, tasks, vocab_size=400), tasks, tiny_data["train"],
+                      tiny_data["val"], config)
+    assert isinstance(trainer.aggregator, CAGrad) and trainer.aggregator.c == 0.3
+    history = trainer.fit(until_step=3)
+    assert len(history.gramian) == 3 and all(len(g) == 3 for g in history.gramian)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"weighting": "famo"}, "valid choices are: equal, static"),
+    ({"weighting": "static"}, "set TrainConfig.weights"),
+    ({"weighting": "dwa", "weights": {"sentiment": 1.0, "source": 1.0, "generation": 1.0}}, "Set one of the two"),
+    ({"weighting_options": {"alpha": 1.0}}, "no weighting is named"),
+    ({"aggregator": "mdga"}, "valid choices are: mean, mgda"),
+    ({"aggregator_options": {"c": 0.4}}, "no aggregator is named"),
+])
+def test_bad_method_names_in_the_config(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+
+
+def test_the_lstm_trunk_exposes_its_top_layer():
+    from mtl_tutorial.config import ModelConfig
+
+    model = MultiTaskModel(ModelConfig(trunk="lstm", d_model=8, num_layers=2, dropout=0.0), [TASKS["sentiment"]], 50)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in model.last_shared_parameters()) == [
+        "trunk.lstm.bias_hh_l1", "trunk.lstm.bias_ih_l1", "trunk.lstm.weight_hh_l1", "trunk.lstm.weight_ih_l1"]
