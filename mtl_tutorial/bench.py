@@ -1,10 +1,17 @@
 """Benchmark: the multi-task step against single-task steps on the same model and batches.
 
     python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
+    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 4] [--out FILE.json]
 
 Prints examples per second and milliseconds per step. The claim it checks: one equal-weight
 multi-task step costs no more than the sum of its single-task steps (a benchmark, not a test:
 timings depend on the machine).
+
+``--methods`` times instead the step with every aggregator and every weighting as a ratio to the
+equal-weight step, interleaved (``--rounds`` rounds of ``--steps`` steps per configuration);
+``--torchjd`` adds the same steps done with torchjd 0.18 (``pip install -e '.[bench]'``);
+``--robustness`` compares MGDA and CAGrad with torchjd's on badly scaled Jacobians. See
+:mod:`mtl_tutorial.bench_methods`.
 """
 
 from __future__ import annotations
@@ -64,12 +71,25 @@ def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration (median reported)")
+    parser.add_argument("--steps", type=int, help="timed steps per configuration (median reported); "
+                        "default 30, with --methods 4 per round")
     parser.add_argument("--trunk", default="transformer", choices=["transformer", "lstm"])
     parser.add_argument("--out", type=Path, help="also write the table, with versions and machine, as JSON")
+    parser.add_argument("--methods", action="store_true",
+                        help="time every aggregator and weighting as a ratio to the equal-weight step")
+    parser.add_argument("--torchjd", action="store_true", help="with --methods: also torchjd's aggregated steps")
+    parser.add_argument("--robustness", action="store_true",
+                        help="MGDA and CAGrad, ours and torchjd's, on Jacobians with rows scaled by 1e-8 / 1e8")
+    parser.add_argument("--rounds", type=int, default=5, help="with --methods: interleaved rounds")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.steps is None:
+        args.steps = 4 if args.methods else 30
+    if args.steps < 1 or args.rounds < 1:
+        parser.error(f"--steps and --rounds must be at least 1, got {args.steps} and {args.rounds}")
+    if args.torchjd and not args.methods:
+        parser.error("--torchjd compares the timed steps: add --methods")
+    if args.methods or args.robustness:
+        return methods_main(args, argv)
     rows = run_benchmark(args.steps, args.trunk)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, trunk={args.trunk}, batch 32 per task")
     print(f"{'configuration':30s} {'ms/step':>9s} {'examples/s':>11s}")
@@ -87,6 +107,49 @@ def main(argv: list[str] | None = None) -> int:
             "trunk": args.trunk, "steps": args.steps, "batch_size_per_task": 32,
             "rows": rows, "ratio_multi_to_sum_of_single": multi / total,
         }, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def methods_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--methods`` and/or ``--robustness``: print the tables, write them with --out."""
+    from mtl_tutorial import bench_methods
+
+    if args.torchjd or args.robustness:
+        try:
+            bench_methods.require_torchjd()
+        except ImportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    record: dict = {
+        "command": "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "processor": platform.processor(),
+    }
+    if args.torchjd or args.robustness:
+        record["torchjd"] = bench_methods.torchjd_version()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+          + (f", torchjd {record['torchjd']}" if "torchjd" in record else ""))
+    if args.methods:
+        start = time.perf_counter()
+        rows, notes = bench_methods.run_methods_benchmark(args.trunk, rounds=args.rounds, steps=args.steps,
+                                                          torchjd=args.torchjd)
+        print(f"trunk={args.trunk}, batch 32 per task, {args.rounds} interleaved rounds x {args.steps} steps "
+              f"per configuration ({time.perf_counter() - start:.0f} s); ratio = median over rounds of "
+              "(median step time / median equal-step time in that round)")
+        bench_methods.print_overhead(rows)
+        for note in notes:
+            print("note:", note)
+        record.update({"trunk": args.trunk, "batch_size_per_task": 32, "rounds": args.rounds,
+                       "steps_per_round": args.steps, "rows": rows, "notes": notes})
+    if args.robustness:
+        print()
+        robustness = bench_methods.robustness_table()
+        bench_methods.print_robustness(robustness)
+        record["robustness"] = robustness
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1))
         print(f"wrote {args.out}")
     return 0
 
