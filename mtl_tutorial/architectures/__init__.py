@@ -14,19 +14,29 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from mtl_tutorial.architectures.adapters import AdapterModel
+from mtl_tutorial.architectures.base import MultiTaskArchitecture
+from mtl_tutorial.architectures.cross_stitch import CrossStitchModel
+from mtl_tutorial.architectures.mmoe import MMoEModel
+from mtl_tutorial.architectures.text_to_text import TextToTextModel
 from mtl_tutorial.config import ModelConfig
 from mtl_tutorial.models.multitask import MultiTaskModel
 from mtl_tutorial.tasks import Task
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hard": MultiTaskModel,  # one trunk, one head per task (mtl_tutorial/models/multitask.py)
+    "cross_stitch": CrossStitchModel,  # a column per task, mixed by learned units (soft sharing)
+    "mmoe": MMoEModel,  # shared experts, one softmax gate per task
+    "adapters": AdapterModel,  # the shared trunk plus per-task bottleneck adapters
+    "text_to_text": TextToTextModel,  # one language model, task prefixes, verbalised answers
 }
 
 
 def make_architecture(name: str, config: ModelConfig, tasks: Sequence[Task], vocab_size: int, **kwargs) -> nn.Module:
     """Build a registered architecture by name; an unknown name or option lists the valid ones.
 
-    ``make_architecture("hard", ModelConfig(), [SENTIMENT, GENERATION], 4000)``.
+    ``make_architecture("hard", ModelConfig(), [SENTIMENT, GENERATION], 4000)``;
+    ``make_architecture("mmoe", ModelConfig(), [SENTIMENT, GENERATION], 4000, num_experts=4)``.
     """
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; valid architectures are: {', '.join(ARCHITECTURES)}")
@@ -41,4 +51,13 @@ def make_architecture(name: str, config: ModelConfig, tasks: Sequence[Task], voc
     return cls(config, tasks, vocab_size, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "MultiTaskModel", "make_architecture"]
+__all__ = [
+    "ARCHITECTURES",
+    "AdapterModel",
+    "CrossStitchModel",
+    "MMoEModel",
+    "MultiTaskArchitecture",
+    "MultiTaskModel",
+    "TextToTextModel",
+    "make_architecture",
+]
