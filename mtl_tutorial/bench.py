@@ -1,7 +1,7 @@
 """Benchmark: the multi-task step against single-task steps on the same model and batches.
 
     python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
-    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 4] [--out FILE.json]
+    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
 
 Prints examples per second and milliseconds per step. The claim it checks: one equal-weight
 multi-task step costs no more than the sum of its single-task steps (a benchmark, not a test:
@@ -72,7 +72,7 @@ def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, help="timed steps per configuration (median reported); "
-                        "default 30, with --methods 4 per round")
+                        "default 30, with --methods 3 per round")
     parser.add_argument("--trunk", default="transformer", choices=["transformer", "lstm"])
     parser.add_argument("--out", type=Path, help="also write the table, with versions and machine, as JSON")
     parser.add_argument("--methods", action="store_true",
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="with --methods: interleaved rounds")
     args = parser.parse_args(argv)
     if args.steps is None:
-        args.steps = 4 if args.methods else 30
+        args.steps = 3 if args.methods else 30
     if args.steps < 1 or args.rounds < 1:
         parser.error(f"--steps and --rounds must be at least 1, got {args.steps} and {args.rounds}")
     if args.torchjd and not args.methods:

@@ -1,6 +1,6 @@
 r"""What a method costs: one multi-task step with each aggregator and weighting, over the equal step.
 
-    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 4] [--out FILE.json]
+    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
 
 **Overhead ratio.** For a configuration $c$ (an aggregator of :mod:`mtl_tutorial.aggregators`
 with equal weights, or a weighting of :mod:`mtl_tutorial.weightings` without aggregator), the
@@ -307,7 +307,7 @@ def interleaved_timings(
     configs: Sequence[Configuration],
     batches: Sequence[Mapping[str, Batch]],
     rounds: int = 5,
-    steps: int = 4,
+    steps: int = 3,
     warmup: int = 2,
     seed: int = 0,
 ) -> Timings:
@@ -367,7 +367,7 @@ def run_methods_benchmark(
     trunk: str = "transformer",
     batch_size: int = 32,
     rounds: int = 5,
-    steps: int = 4,
+    steps: int = 3,
     warmup: int = 2,
     torchjd: bool = False,
 ) -> tuple[dict[str, dict], list[str]]:
