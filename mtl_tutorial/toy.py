@@ -15,37 +15,29 @@ The Pareto set is an arc near $x_2 \approx -8.36$ for $x_1 \in [-7, 7]$ (:func:`
 minimum of the average loss is at $(0, -8.3552)$. The paper runs Adam (lr $10^{-3}$) for
 100,000 steps from $(-8.5, 7.5)$, $(-8.5, -5)$ and $(9, 9)$, with CAGrad's $c = 0.5$.
 
-:func:`run_toy_many` runs many methods from many starts at once. One tensor holds every
-(method, start) pair; each step computes the losses and the Jacobians of all of them in one pass
-of :func:`toy_jacobian`, calls each aggregator once on its stack of Jacobians
-(:meth:`Aggregator.batch`), computes the updates of the fixed-weight weightings in one product,
-and applies one Adam update, written out, to the whole tensor (elementwise, so the pairs stay
-independent). On a few dozen numbers the cost of a step is the Python overhead of each tensor
-operation, so the loop runs in inference mode and the number of operations per step is what
-counts. Reproducing the paper's setting (3 starts, 100,000 steps, all 14 methods) costs about
-4.5 ms of CPU per step on a busy 2-core machine, split over two processes with ``processes=2``;
-most of it is the learned weightings' own work (GradNorm's two backward passes per start
-above all), called once per start as a trainer would.
+Two runners, one arithmetic. :func:`run_toy` is the definition: one method from one start, its
+module driven as a trainer drives it (``torch.optim.Adam``; autograd through a weighting's
+objective). :func:`run_toy_many` is the fast equivalent for many methods from many starts, which
+the tests check against it. There, on a few dozen numbers, a step costs the Python overhead of
+its tensor operations, so it is written to need few of them: one tensor holds every
+(method, start) pair and one Adam update, written out, moves them all; the Jacobians come in
+closed form from :func:`toy_jacobian`; each aggregator is called once per step on its stack of
+Jacobians (:meth:`Aggregator.batch`); and each learned weighting's update is its module's
+equations written out for all starts at once (:mod:`mtl_tutorial.toy_weightings`), with no
+module call and no autograd. :mod:`mtl_tutorial.toy_record` runs the paper's setting on several
+processes, records it for the book, and times it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import datetime
-import multiprocessing
-import platform
-import resource
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mtl_tutorial.aggregators import AGGREGATORS, Aggregator, make_aggregator
+from mtl_tutorial.aggregators import AGGREGATORS, make_aggregator
+from mtl_tutorial.toy_batched import ElementwiseAdam, batched_weighting
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Static, make_weighting
 
 EPSILON = 5e-6
@@ -147,14 +139,45 @@ def pareto_distance(x: Tensor) -> Tensor:
     return torch.cdist(x.reshape(-1, 2).double(), curve).amin(-1).reshape(x.shape[:-1])
 
 
-def run_toy(method: str, start: Sequence[float] | Tensor, steps: int, lr: float = 1e-3, **options) -> Tensor:
-    """The trajectory ``(steps + 1, 2)`` of Adam on ``method``'s update from ``start``.
+def run_toy(method: str, start: Sequence[float] | Tensor, steps: int, lr: float = 1e-3, seed: int = 0,
+            **options) -> Tensor:
+    r"""The trajectory ``(steps + 1, 2)`` of Adam on ``method``'s update from ``start``, in float64.
 
     ``method`` is any aggregator or weighting name; ``options`` go to its constructor (e.g.
-    ``run_toy("cagrad", (-8.5, 7.5), 100_000, c=0.4)``).
+    ``run_toy("cagrad", (-8.5, 7.5), 100_000, c=0.4)``). An aggregator's update is
+    ``aggregator(J)`` on the task Jacobian. A weighting's update is the gradient of its
+    objective, $\sum_t w_t \nabla L_t$, by ``backward()``, and its own parameters train in the
+    same Adam; it sees the losses plus :data:`LOSS_OFFSET`, and GradNorm's "last shared layer"
+    is $x$ itself. Randomised methods draw from a generator seeded with ``seed`` and the
+    method's name (and the start, for a weighting).
     """
-    starts = torch.as_tensor(start, dtype=torch.float64).reshape(1, 2)
-    return run_toy_many([method], starts, steps, lr, options={method: options})[method][:, 0]
+    _check_methods([method])
+    start = torch.as_tensor(start, dtype=torch.float64).reshape(2)
+    x = torch.nn.Parameter(start.clone())
+    if method in AGGREGATORS:
+        aggregator, generator = make_aggregator(method, **options), _generator(seed, method)
+        parameters = [x]
+    else:
+        kwargs = {**TOY_OPTIONS.get(method, {}), **options}
+        if method == "gradnorm":
+            kwargs["shared_parameters"] = [x]
+        if method == "rlw":
+            kwargs["generator"] = _generator(seed, method, *start.tolist())
+        weighting = make_weighting(method, 2, **kwargs)
+        parameters = [x, *weighting.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    trajectory = torch.empty(steps + 1, 2, dtype=torch.float64)
+    trajectory[0] = start
+    for step in range(steps):
+        optimizer.zero_grad()
+        if method in AGGREGATORS:
+            _, J = toy_jacobian(x.detach())  # (T=2, n=2)
+            x.grad = aggregator(J, generator=generator)
+        else:
+            weighting(toy_losses(x) + LOSS_OFFSET).backward()
+        optimizer.step()
+        trajectory[step + 1] = x.detach()
+    return trajectory
 
 
 def run_toy_many(
@@ -164,18 +187,54 @@ def run_toy_many(
     lr: float = 1e-3,
     options: Mapping[str, dict] | None = None,
     seed: int = 0,
-    processes: int = 1,
 ) -> dict[str, Tensor]:
     r"""Trajectories ``{method: (steps + 1, S, 2)}`` of every method from every start, in float64.
 
-    An aggregator's update is ``aggregator(J)`` on the plain task Jacobian. A weighting's
-    update is the gradient of its objective, $\sum_t w_t \nabla L_t$ (the weighting sees the
-    losses plus :data:`LOSS_OFFSET`, and its own parameters train with Adam at the same ``lr``).
-    Randomised methods draw from generators seeded with ``seed`` and the method's name (and
-    the start, for a weighting), so a result does not depend on which methods run alongside.
-    ``processes > 1`` splits the methods over that many worker processes (one thread each; they
-    are *spawned*, so a script that calls this must do so under ``if __name__ == "__main__":``).
+    The runs of :func:`run_toy`, all at once: each step makes one call of :func:`toy_jacobian`
+    for all (method, start) pairs, one ``aggregator.batch`` call per aggregator on its ``S``
+    Jacobians, one call per learned weighting of its batched stand-in
+    (:mod:`mtl_tutorial.toy_batched`) for the weights ``(S, T)``, one product $w^\top J$ for all
+    the weightings, and one Adam update of the ``(M, S, 2)`` tensor of positions.
+    Randomised aggregators draw for all starts at once, so only a single-start run of one is
+    the run of :func:`run_toy`; no run depends on the methods beside it.
     """
+    _check_methods(methods)
+    starts = torch.as_tensor(starts, dtype=torch.float64).reshape(-1, 2)  # (S, 2)
+    S, options = starts.shape[0], dict(options or {})
+    aggregated = [m for m in methods if m in AGGREGATORS]
+    weighted = [m for m in methods if m in WEIGHTINGS]
+    fixed = [m for m in weighted if issubclass(WEIGHTINGS[m], (Equal, Static))]  # weights that never change
+    learned = [m for m in weighted if m not in fixed]
+    order = [*aggregated, *fixed, *learned]  # the rows of x
+    aggregators = [(make_aggregator(m, **options.get(m, {})), _generator(seed, m)) for m in aggregated]
+    modules = {m: _make_toy_weighting(m, options.get(m, {})) for m in weighted}
+    updates = [batched_weighting(modules[m], S, lr, [_generator(seed, m, *s) for s in starts.tolist()]) for m in learned]
+    fixed_weights = torch.stack([modules[m].weights.double().expand(S, -1) for m in fixed]) if fixed else None  # (F, S, T)
+
+    A, W = len(aggregated), len(aggregated) + len(fixed)  # rows A.. are weightings, rows W.. learned ones
+    x = starts.expand(len(order), -1, -1).clone()  # (M, S, 2): every (method, start) pair
+    adam = ElementwiseAdam(x, lr)  # elementwise, so the pairs stay independent
+    trajectory = torch.empty(steps + 1, *x.shape, dtype=torch.float64)  # (steps + 1, M, S, 2)
+    trajectory[0] = x
+    with torch.inference_mode():  # no autograd bookkeeping: a quarter less time per operation
+        for step in range(steps):
+            losses, J = toy_jacobian(x)  # (M, S, T), (M, S, T, n)
+            parts = []
+            if aggregators:
+                parts.append(torch.stack([a.batch(J[k], generator=g) for k, (a, g) in enumerate(aggregators)]))  # (A, S, n)
+            if weighted:
+                weights = [fixed_weights] if fixed else []  # (F, S, T)
+                if learned:
+                    seen = losses[W:].add(LOSS_OFFSET)  # (L, S, T): the losses a weighting sees
+                    weights.append(torch.stack([u(seen[k], J[W + k]) for k, u in enumerate(updates)]))  # (L, S, T)
+                weights = torch.cat(weights) if len(weights) > 1 else weights[0]  # (F + L, S, T)
+                parts.append((weights[..., None] * J[A:]).sum(-2))  # (F + L, S, n): sum_t w_t g_t
+            adam.step(torch.cat(parts) if len(parts) > 1 else parts[0])  # (M, S, n)
+            trajectory[step + 1] = x
+    return {m: trajectory[:, order.index(m)] for m in methods}
+
+
+def _check_methods(methods: Sequence[str]) -> None:
     unknown = [m for m in methods if m not in AGGREGATORS and m not in WEIGHTINGS]
     if unknown:
         raise KeyError(
@@ -184,252 +243,16 @@ def run_toy_many(
         )
     if len(set(methods)) != len(methods):
         raise ValueError(f"each method may appear once, got {list(methods)}")
-    starts = torch.as_tensor(starts, dtype=torch.float64).reshape(-1, 2)  # (S, 2)
-    options = dict(options or {})
-    if processes > 1 and len(methods) > 1:
-        return _run_in_processes(list(methods), starts, steps, lr, options, seed, processes)
-
-    rules = _update_rules(list(methods), starts.shape[0], lr, options, seed)
-    order = [m for rule in rules for m in rule.methods]  # methods grouped by rule: each rule owns a slice
-    bounds = [0]
-    for rule in rules:
-        bounds.append(bounds[-1] + len(rule.methods))
-    x = starts.expand(len(order), -1, -1).clone()  # (M, S, 2): every (method, start) pair
-    adam = _Adam(x, lr)  # elementwise, so the pairs stay independent
-    trajectory = torch.empty(steps + 1, *x.shape, dtype=torch.float64)  # (steps + 1, M, S, 2)
-    trajectory[0] = x
-    with torch.inference_mode():  # no autograd bookkeeping: a quarter less time per operation
-        for step in range(steps):
-            losses, J = toy_jacobian(x)  # (M, S, 2), (M, S, 2, 2)
-            direction = torch.cat([rule(losses[a:b], J[a:b]) for rule, a, b in zip(rules, bounds, bounds[1:])])
-            adam.step(direction)
-            trajectory[step + 1] = x
-    return {m: trajectory[:, order.index(m)] for m in methods}
 
 
-class _Adam:
-    """``torch.optim.Adam`` (betas 0.9 and 0.999, eps 1e-8, no weight decay) on one tensor, written out.
-
-    The operations of torch's single-tensor Adam in the same order, so a trajectory is bit for
-    bit the one ``torch.optim.Adam`` gives, without the optimiser's per-step bookkeeping (which
-    costs more than the arithmetic on a few dozen numbers).
-    """
-
-    def __init__(self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
-        self.exp_avg = torch.zeros_like(param)
-        self.exp_avg_sq = torch.zeros_like(param)
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self, grad: Tensor) -> None:
-        beta1, beta2 = self.betas
-        self.steps += 1
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = self.lr / (1 - beta1**self.steps)
-        denominator = (self.exp_avg_sq.sqrt() / (1 - beta2**self.steps) ** 0.5).add_(self.eps)
-        self.param.addcdiv_(self.exp_avg, denominator, value=-step_size)
+def _generator(seed: int, *key: object) -> torch.Generator:
+    """A generator of its own for each method (and start): ``seed`` and the key's checksum."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(repr(key).encode()))
 
 
-class _Aggregate:
-    """One aggregator's updates for every start: ``aggregator.batch`` on its ``(S, 2, 2)`` Jacobians."""
-
-    def __init__(self, method: str, aggregator: Aggregator, generator: torch.Generator) -> None:
-        self.methods, self.aggregator, self.generator = [method], aggregator, generator
-
-    def __call__(self, losses: Tensor, J: Tensor) -> Tensor:
-        return self.aggregator.batch(J[0], generator=self.generator)[None]  # (1, S, 2)
-
-
-class _ConstantWeights:
-    r"""Weightings whose weights never change (equal, static): $w^\top J$ for all of them in one product."""
-
-    def __init__(self, methods: list[str], weights: Tensor) -> None:
-        self.methods, self.weights = methods, weights.to(torch.float64)[:, None, :, None]  # (K, 1, T, 1)
-
-    def __call__(self, losses: Tensor, J: Tensor) -> Tensor:
-        return (self.weights * J).sum(-2)  # (K, S, 2)
-
-
-class _LearnedWeightings:
-    r"""Weightings with state or parameters: one module per (method, start), as a trainer would hold.
-
-    The update is $\sum_t (\partial \text{objective} / \partial L_t) \nabla L_t$, as in
-    :func:`~mtl_tutorial.step.train_step`; each module's own parameters train with Adam. A
-    module sees the losses plus :data:`LOSS_OFFSET`. GradNorm also needs the gradients of the
-    losses with respect to its "last shared layer": for it the losses are written
-    $L + J p$ with a probe $p = 0$ of its own, which has the right value and, with respect to
-    $p$, the right gradients.
-    """
-
-    def __init__(self, methods: list[str], num_starts: int, lr: float, options: Mapping[str, dict], key) -> None:
-        self.methods = methods
-        self.modules, self.probes = [], []  # in (method, start) order
-        for m in methods:
-            kwargs = {**TOY_OPTIONS.get(m, {}), **options.get(m, {})}
-            for s in range(num_starts):
-                probe = None
-                if m == "gradnorm":
-                    probe = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-                    kwargs["shared_parameters"] = [probe]
-                elif m == "rlw":
-                    kwargs["generator"] = key(m, s)
-                self.modules.append(make_weighting(m, 2, **kwargs))
-                self.probes.append(probe)
-        self.parameters = [p for w in self.modules for p in w.parameters()]
-        self.adams = [_Adam(p.data, lr) for p in self.parameters]
-
-    def __call__(self, losses: Tensor, J: Tensor) -> Tensor:
-        K, S = losses.shape[:2]
-        with torch.inference_mode(False), torch.enable_grad():
-            # outside inference mode, on copies: autograd may save them for the backward pass
-            losses, J = losses.reshape(K * S, 2).clone(), J.reshape(K * S, 2, 2).clone()  # in the order of self.modules
-            seen = [
-                losses[k].add(LOSS_OFFSET).requires_grad_() if p is None else (losses[k] + J[k] @ p).add_(LOSS_OFFSET)
-                for k, p in enumerate(self.probes)
-            ]  # K * S tensors (2,)
-            objective = torch.stack([w(v) for w, v in zip(self.modules, seen)]).sum()
-            grads = torch.autograd.grad(objective, [*seen, *self.parameters], allow_unused=True)
-            for adam, grad in zip(self.adams, grads[len(seen):]):
-                if grad is not None:  # as torch.optim.Adam, which skips a parameter without a gradient
-                    adam.step(grad)
-            weights = torch.stack(grads[: len(seen)])  # (K * S, 2): d objective / d L_t
-            return (weights[..., None] * J).sum(-2).view(K, S, 2)  # sum_t w_t g_t
-
-
-CONSTANT_WEIGHTINGS = (Equal, Static)
-"""Weightings whose weights are fixed at construction: their updates need no module call per step."""
-
-
-def _update_rules(methods: list[str], num_starts: int, lr: float, options: Mapping[str, dict], seed: int) -> list:
-    def generator(*key: object) -> torch.Generator:
-        return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(repr(key).encode()))
-
-    rules: list = []
-    constant, learned = [], []
-    for m in methods:
-        if m in AGGREGATORS:
-            rules.append(_Aggregate(m, make_aggregator(m, **options.get(m, {})), generator(m)))
-        elif issubclass(WEIGHTINGS[m], CONSTANT_WEIGHTINGS):
-            constant.append(m)
-        else:
-            learned.append(m)
-    if constant:
-        weightings = [make_weighting(m, 2, **{**TOY_OPTIONS.get(m, {}), **options.get(m, {})}) for m in constant]
-        rules.append(_ConstantWeights(constant, torch.stack([w.weights for w in weightings])))
-    if learned:
-        rules.append(_LearnedWeightings(learned, num_starts, lr, options, generator))
-    return rules
-
-
-BOOK_RUNS: dict[str, dict] = {
-    "paper": {"methods": [*AGGREGATORS, *WEIGHTINGS]},  # every method, the paper's starts, steps and c
-    "cagrad c=0.2": {"methods": ["cagrad"], "options": {"cagrad": {"c": 0.2}}},
-    "cagrad c=0.8": {"methods": ["cagrad"], "options": {"cagrad": {"c": 0.8}}},
-}
-"""The runs behind chapter 4's toy figures: keyword arguments of :func:`run_toy_many`."""
-
-
-def record_toy_runs(path: str | Path, runs: Mapping[str, dict] = BOOK_RUNS, stride: int = 250, processes: int = 2) -> dict:
-    """Run each named configuration of :func:`run_toy_many` and save it to ``path`` with its provenance.
-
-    The file (``torch.save``, loadable with ``weights_only=True``) holds, for each run, its
-    arguments, the end points ``{method: (S, 2)}`` and the trajectories every ``stride`` steps
-    ``{method: (steps / stride + 1, S, 2)}``, all float64; and the git commit, versions and CPU
-    and wall time of the recording. ``python -m mtl_tutorial.toy record PATH`` records
-    :data:`BOOK_RUNS`.
-    """
-    stored = {}
-    for name, kwargs in runs.items():
-        kwargs = {"starts": PAPER_STARTS, "steps": 100_000, "lr": 1e-3, "options": {}, "seed": 0, **kwargs}
-        cpu, wall = _cpu_seconds(), time.perf_counter()
-        out = run_toy_many(**kwargs, processes=processes)
-        kept = list(range(0, kwargs["steps"] + 1, stride))
-        stored[name] = {
-            "arguments": {**kwargs, "starts": [list(map(float, s)) for s in kwargs["starts"]], "methods": list(kwargs["methods"])},
-            "stored_steps": kept,
-            "trajectories": {m: t[kept].clone() for m, t in out.items()},
-            "end": {m: t[-1].clone() for m, t in out.items()},
-            "cpu_s": round(_cpu_seconds() - cpu, 1),
-            "wall_s": round(time.perf_counter() - wall, 1),
-        }
-    record = {"provenance": _provenance(processes), "runs": stored}
-    torch.save(record, path)
-    return record
-
-
-def load_toy_runs(path: str | Path) -> dict:
-    """What :func:`record_toy_runs` saved: ``{"provenance": {...}, "runs": {name: {...}}}``."""
-    return torch.load(path, weights_only=True)
-
-
-def _cpu_seconds() -> float:
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
-
-
-def _provenance(processes: int) -> dict:
-    root = Path(__file__).parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, cwd=root).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], check=False, capture_output=True,
-                                    text=True, cwd=root).stdout.strip())
-    except OSError:
-        commit, dirty = "unknown", True
-    return {
-        "command": "python -m mtl_tutorial.toy record PATH",
-        "git_commit": commit,
-        "package_modified_since_commit": dirty,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processes": processes,
-        "recorded": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
-_COST = {
-    "gradnorm": 2.2, "dwa": 0.53, "uncertainty": 0.48, "cagrad": 0.44, "rlw": 0.31, "pcgrad": 0.14,
-    "nash_mtl": 0.13, "upgrad": 0.1, "imtl_g": 0.1, "mgda": 0.09, "graddrop": 0.06,
-}
-"""CPU milliseconds per step of each method from three starts (measured on a loaded 2-core machine),
-to balance the processes; a process adds about 0.23 ms for the losses, the Jacobians and Adam."""
-
-
-def _run_group(methods, starts, steps, lr, options, seed):
-    torch.set_num_threads(1)
-    return run_toy_many(methods, starts, steps, lr, options, seed, processes=1)
-
-
-def _run_in_processes(methods, starts, steps, lr, options, seed, processes):
-    groups: list[list[str]] = [[] for _ in range(min(processes, len(methods)))]
-    loads = [0.0] * len(groups)
-    for m in sorted(methods, key=lambda m: -_COST.get(m, 0.02)):  # the costliest first, to the least loaded
-        k = loads.index(min(loads))
-        groups[k].append(m)
-        loads[k] += _COST.get(m, 0.02)
-    context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
-    with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context) as pool:
-        futures = [pool.submit(_run_group, g, starts, steps, lr, options, seed) for g in groups]
-        results = {}
-        for future in futures:
-            results.update(future.result())
-    return {m: results[m] for m in methods}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mtl_tutorial.toy record PATH``: record :data:`BOOK_RUNS` (about 4 CPU-minutes)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "record":
-        print("usage: python -m mtl_tutorial.toy record PATH", file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)
-    record = record_toy_runs(args[1])
-    for name, run in record["runs"].items():
-        print(f"{name}: {run['cpu_s']} CPU s, {run['wall_s']} s wall")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _make_toy_weighting(method: str, options: dict):
+    """The module, with :data:`TOY_OPTIONS`; GradNorm gets a stand-in for x (the batched runner reads only its options)."""
+    kwargs = {**TOY_OPTIONS.get(method, {}), **options}
+    if method == "gradnorm":
+        kwargs.setdefault("shared_parameters", [torch.zeros(2, dtype=torch.float64, requires_grad=True)])
+    return make_weighting(method, 2, **kwargs)

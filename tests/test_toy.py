@@ -4,18 +4,16 @@ import torch
 from mtl_tutorial.aggregators import AGGREGATORS, MGDA
 from mtl_tutorial.toy import (
     AVERAGE_OPTIMUM,
-    LOSS_OFFSET,
     PAPER_STARTS,
-    TOY_OPTIONS,
-    load_toy_runs,
     pareto_distance,
     pareto_set,
-    record_toy_runs,
     run_toy,
     run_toy_many,
     toy_jacobian,
     toy_losses,
 )
+from mtl_tutorial.toy_batched import BATCHED_WEIGHTINGS, ElementwiseAdam, batched_weighting
+from mtl_tutorial.toy_record import load_toy_runs, main, record_toy_runs, run_in_processes
 from mtl_tutorial.weightings import WEIGHTINGS, make_weighting
 
 
@@ -61,29 +59,106 @@ def test_run_toy_is_adam_on_the_aggregated_direction():
         _, J = toy_jacobian(x.detach())
         x.grad = AGGREGATORS["upgrad"]()(J)
         optimizer.step()
-        assert torch.equal(trajectory[k + 1], x.detach())  # the hand-written Adam is torch's, bit for bit
+        assert torch.equal(trajectory[k + 1], x.detach())
+    # the batched runner's hand-written Adam is torch's, bit for bit
+    assert torch.equal(run_toy_many(["upgrad"], [start], steps=20)["upgrad"][:, 0], trajectory)
 
 
-@pytest.mark.parametrize("method", ["uncertainty", "gradnorm", "dwa", "static"])
-def test_a_weighting_runs_as_in_a_training_step(method):
-    """Reference: backward() through the weighting's objective of toy_losses, one Adam on x and its parameters."""
-    start, steps = (-8.5, 7.5), 60
-    extra = {"dwa": {"steps_per_epoch": 5}}.get(method, {})  # DWA: several epochs within the test
-    trajectory = run_toy_many([method], [start], steps=steps, options={method: extra})[method][:, 0]
-    x = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
-    if method == "gradnorm":
-        extra = {"shared_parameters": [x]}
-    weighting = make_weighting(method, 2, **{**TOY_OPTIONS.get(method, {}), **extra})
-    optimizers = [torch.optim.Adam([x], lr=1e-3)]
-    if list(weighting.parameters()):
-        optimizers.append(torch.optim.Adam(weighting.parameters(), lr=1e-3))
-    for k in range(steps):
+def test_elementwise_adam_is_torch_adam_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        mine = torch.randn(5, 3, 2, generator=g).to(dtype)
+        reference = torch.nn.Parameter(mine.clone())
+        adam, optimizer = ElementwiseAdam(mine, lr=1e-2), torch.optim.Adam([reference], lr=1e-2)
+        for _ in range(50):
+            grad = torch.randn(5, 3, 2, generator=g).to(dtype) * 10 ** torch.randint(-6, 3, (5, 3, 2), generator=g)
+            adam.step(grad)
+            reference.grad = grad
+            optimizer.step()
+            assert torch.equal(mine, reference.detach())
+
+
+REFERENCE_STEPS = 300  # DWA (an epoch of 100 steps) changes its weights for the first time after step 200
+
+
+@pytest.fixture(scope="module")
+def batched_runs():
+    return run_toy_many([*AGGREGATORS, *WEIGHTINGS], PAPER_STARTS, steps=REFERENCE_STEPS)
+
+
+@pytest.mark.parametrize("method", [*AGGREGATORS, *WEIGHTINGS])
+def test_the_batched_runs_are_the_reference_runs(method, batched_runs):
+    """run_toy_many (all methods from all starts at once) against run_toy (one module, autograd, torch's Adam).
+
+    The weightings' reference takes its gradients by autograd through toy_losses, the batched
+    runner from toy_jacobian: they agree to rounding, and so do the trajectories.
+    """
+    randomised = method in AGGREGATORS and AGGREGATORS[method].needs_generator
+    for s, start in enumerate(PAPER_STARTS):
+        reference = run_toy(method, start, steps=REFERENCE_STEPS)
+        if randomised:  # it draws for all starts at once: only a single-start batch is the reference run
+            batched = run_toy_many([method], [start], steps=REFERENCE_STEPS)[method][:, 0]
+        else:
+            batched = batched_runs[method][:, s]
+        torch.testing.assert_close(batched, reference, rtol=0, atol=1e-12)
+    assert not torch.equal(reference[0], reference[-1])
+
+
+def _module_weights_and_parameters(method, losses, jacobians, options):
+    """One module per start, driven as a trainer drives it; per call, the weights d objective / d L
+    ``(S, T)`` and the module's parameters ``(S, T)`` (or None) after its Adam step."""
+    S = losses.shape[1]
+    probes = [torch.zeros(2, dtype=torch.float64, requires_grad=True) for _ in range(S)]  # GradNorm's "last shared layer"
+    extra = {"gradnorm": lambda s: {"shared_parameters": [probes[s]]},
+             "rlw": lambda s: {"generator": torch.Generator().manual_seed(s)}}.get(method, lambda s: {})
+    modules = [make_weighting(method, 2, **options, **extra(s)) for s in range(S)]
+    parameters = [list(m.parameters()) for m in modules]
+    optimizers = [torch.optim.Adam(p, lr=1e-2) for p in parameters if p]
+    history = []
+    for L, J in zip(losses, jacobians):  # (S, T), (S, T, n)
         for optimizer in optimizers:
             optimizer.zero_grad()
-        weighting(toy_losses(x) + LOSS_OFFSET).backward()
+        seen = [L[s] + J[s] @ probes[s] for s in range(S)]  # the value L; the gradient J with respect to the probe
+        objective = torch.stack([module(v) for module, v in zip(modules, seen)]).sum()
+        grads = torch.autograd.grad(objective, [*seen, *(p for ps in parameters for p in ps)])
+        for p, grad in zip((p for ps in parameters for p in ps), grads[S:]):
+            p.grad = grad
         for optimizer in optimizers:
             optimizer.step()
-        torch.testing.assert_close(trajectory[k + 1], x.detach(), rtol=1e-12, atol=1e-12)
+        state = torch.stack([ps[0].detach().clone() for ps in parameters]) if parameters[0] else None
+        history.append((torch.stack(grads[:S]), state))
+    return history
+
+
+@pytest.mark.parametrize("weighting_class", list(BATCHED_WEIGHTINGS), ids=lambda c: c.__name__)
+def test_a_batched_weighting_is_its_module_for_each_start(weighting_class):
+    """Random positive losses and Jacobians for 3 starts over 12 calls: the same weights and parameters as 3 modules."""
+    method = next(name for name, cls in WEIGHTINGS.items() if cls is weighting_class)
+    options = {"dwa": {"steps_per_epoch": 2}, "gradnorm": {"alpha": 1.5}}.get(method, {})
+    g = torch.Generator().manual_seed(1)
+    losses = torch.rand(12, 3, 2, generator=g, dtype=torch.float64) * 5 + 0.1  # (calls, S, T)
+    jacobians = torch.randn(12, 3, 2, 2, generator=g, dtype=torch.float64)  # (calls, S, T, n)
+    expected = _module_weights_and_parameters(method, losses, jacobians, options)
+    module_kwargs = {"gradnorm": {"shared_parameters": [torch.zeros(2, requires_grad=True)]}}.get(method, {})
+    batched = batched_weighting(make_weighting(method, 2, **options, **module_kwargs), 3, 1e-2,
+                                [torch.Generator().manual_seed(s) for s in range(3)])
+    for k in range(12):
+        weights = batched(losses[k], jacobians[k])
+        assert torch.equal(weights, expected[k][0])
+        parameters = getattr(batched, "log_variances", getattr(batched, "raw_weights", None))
+        assert (parameters is None) == (expected[k][1] is None)
+        if parameters is not None:
+            assert torch.equal(parameters, expected[k][1])
+    if method == "dwa":
+        assert not torch.equal(weights, torch.ones_like(weights))  # the weights did move
+
+
+def test_a_weighting_without_a_batched_formulation_is_named():
+    class Halves(type(make_weighting("equal", 2))):
+        pass
+
+    with pytest.raises(KeyError, match="no batched toy formulation for Halves.*knows Uncertainty, DWA, GradNorm, RLW"):
+        batched_weighting(Halves(2), 3, 1e-3, [])
 
 
 def test_many_equals_one_by_one_and_weightings_match_aggregators():
@@ -91,7 +166,7 @@ def test_many_equals_one_by_one_and_weightings_match_aggregators():
     assert set(out) == {"mean", "equal", "cagrad", "static"} and out["mean"].shape == (31, 3, 2)
     assert torch.equal(out["mean"], out["equal"])  # equal weights 1/2 = the mean of the two gradients
     assert torch.equal(out["static"], out["equal"])  # TOY_OPTIONS writes them as static weights
-    torch.testing.assert_close(out["cagrad"][:, 1], run_toy("cagrad", PAPER_STARTS[1], steps=30, c=0.4))
+    assert torch.equal(out["cagrad"][:, 1], run_toy("cagrad", PAPER_STARTS[1], steps=30, c=0.4))
 
 
 @pytest.mark.parametrize("method", list(AGGREGATORS) + list(WEIGHTINGS))
@@ -114,17 +189,12 @@ def test_near_the_front_every_aggregator_reaches_the_pareto_set():
 
 
 def test_a_methods_randomness_does_not_depend_on_its_companions():
-    alone = run_toy_many(["graddrop"], PAPER_STARTS, steps=40)["graddrop"]
-    together = run_toy_many(["rlw", "graddrop", "pcgrad"], PAPER_STARTS, steps=40)["graddrop"]
-    assert torch.equal(alone, together)
-
-
-def test_processes_split_the_methods():
-    out = run_toy_many(["mean", "mgda", "uncertainty"], PAPER_STARTS, steps=3, processes=2)
-    same = run_toy_many(["mean", "mgda", "uncertainty"], PAPER_STARTS, steps=3)
-    assert list(out) == ["mean", "mgda", "uncertainty"]
-    for method in out:
-        assert torch.equal(out[method], same[method])
+    alone = run_toy_many(["graddrop", "rlw"], PAPER_STARTS, steps=40)
+    together = run_toy_many(["rlw", "uncertainty", "graddrop", "pcgrad"], PAPER_STARTS, steps=40)
+    for method in ("graddrop", "rlw"):
+        assert torch.equal(alone[method], together[method])
+    # RLW's draws follow the start, not its place among the starts
+    assert torch.equal(run_toy_many(["rlw"], PAPER_STARTS[::-1], steps=40)["rlw"][:, 0], alone["rlw"][:, 2])
 
 
 def test_a_method_may_appear_once():
@@ -137,16 +207,35 @@ def test_unknown_method_lists_the_valid_ones():
         run_toy("adam", (0.0, 0.0), steps=1)
 
 
+def test_processes_split_the_methods():
+    runs = {"a": {"methods": ["mean", "mgda", "uncertainty"], "steps": 3}, "b": {"methods": ["cagrad"], "steps": 4}}
+    split = run_in_processes(runs, processes=2)
+    whole = run_toy_many(["mean", "mgda", "uncertainty"], PAPER_STARTS, steps=3)
+    assert list(split) == ["a", "b"] and list(split["a"]["trajectories"]) == ["mean", "mgda", "uncertainty"]
+    for method in whole:
+        assert torch.equal(split["a"]["trajectories"][method], whole[method])
+    assert torch.equal(split["b"]["end"]["cagrad"], run_toy_many(["cagrad"], PAPER_STARTS, steps=4)["cagrad"][-1])
+
+
 def test_recorded_runs_load_back_with_their_provenance(tmp_path):
-    runs = {"two": {"methods": ["mean", "rlw"], "steps": 10}, "c": {"methods": ["cagrad"], "steps": 10, "options": {"cagrad": {"c": 0.2}}}}
+    runs = {"two": {"methods": ["mean", "rlw"], "steps": 12}, "c": {"methods": ["cagrad"], "steps": 10, "options": {"cagrad": {"c": 0.2}}}}
     path = tmp_path / "toy.pt"
     record_toy_runs(path, runs, stride=5, processes=1)
     loaded = load_toy_runs(path)
     assert set(loaded["runs"]) == {"two", "c"} and loaded["provenance"]["git_commit"]
+    assert loaded["provenance"]["wall_s"] >= 0 and loaded["provenance"]["cpu_s"] >= 0
     two = loaded["runs"]["two"]
     assert two["stored_steps"] == [0, 5, 10] and two["arguments"]["starts"] == [list(s) for s in PAPER_STARTS]
-    again = run_toy_many(["mean", "rlw"], PAPER_STARTS, steps=10)
+    again = run_toy_many(["mean", "rlw"], PAPER_STARTS, steps=12)
     for method in ("mean", "rlw"):
         assert torch.equal(two["trajectories"][method], again[method][[0, 5, 10]])
-        assert torch.equal(two["end"][method], again[method][-1])
+        assert torch.equal(two["end"][method], again[method][-1])  # the last step, also off the stride
     assert torch.equal(loaded["runs"]["c"]["end"]["cagrad"], run_toy_many(["cagrad"], PAPER_STARTS, 10, options={"cagrad": {"c": 0.2}})["cagrad"][-1])
+
+
+def test_the_benchmark_command_checks_its_arguments(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--steps", "0"])
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    assert main(["bench", "--steps", "20", "--processes", "1"]) == 0  # below 100,000 steps it only reports
+    assert "CPU ms per step" in capsys.readouterr().out
