@@ -141,6 +141,11 @@ def benchmark(steps: int = 100_000, processes: int = 2) -> dict[str, float]:
             "ms_per_step": 1e3 * run["cpu_s"] / steps}
 
 
+SOURCES = ("mtl_tutorial/toy.py", "mtl_tutorial/toy_batched.py", "mtl_tutorial/toy_record.py",
+           "mtl_tutorial/aggregators", "mtl_tutorial/weightings")
+"""The code the runs execute: a record says whether any of it differed from the commit it names."""
+
+
 def _cpu_seconds() -> float:
     """User and system CPU seconds of this process and of its finished children."""
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -151,7 +156,7 @@ def _provenance(processes: int) -> dict:
     root = Path(__file__).parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, cwd=root).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], check=False, capture_output=True,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", *SOURCES], check=False, capture_output=True,
                                     text=True, cwd=root).stdout.strip())
     except OSError:
         commit, dirty = "unknown", True
