@@ -30,6 +30,9 @@ row through its own task's graph only. ``layout="concatenated"`` is the setting 
 for: one trunk forward pass on the concatenation of the $T$ batches (right-padded to the
 longest; causal attention keeps every real position unchanged), each head on its slice; it is
 timed for the mean aggregator as a check that the layout does not change the conclusion.
+On CPU, torch 2.13 has no ``vmap`` batching rule for the backward of
+``scaled_dot_product_attention`` (nor of the mkldnn LSTM): it warns of a "performance drop" and
+loops over the rows for that operation, which is part of torchjd's cost on this model.
 
 Two details make both sides compute the same update. (i) Our rows are the *weighted* task
 gradients $w_t \nabla L_t$ with $w = \partial\,\mathrm{objective}/\partial L$
