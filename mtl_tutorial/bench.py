@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = 3 if args.methods else 30
-    if args.steps < 1 or args.rounds < 1:
-        parser.error(f"--steps and --rounds must be at least 1, got {args.steps} and {args.rounds}")
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.torchjd and not args.methods:
         parser.error("--torchjd compares the timed steps: add --methods")
     if args.methods or args.robustness:
