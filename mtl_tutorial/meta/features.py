@@ -95,3 +95,46 @@ class LazyTextFeatures:
 
     def __repr__(self) -> str:
         return f"LazyTextFeatures({len(self.texts)} texts, {self.featurizer!r})"
+
+
+class PrecomputedTextFeatures:
+    """``texts`` featurised once and kept sparse: ``features[indices] -> Tensor (len(indices), D)``.
+
+    The same rows as :class:`LazyTextFeatures`, bit for bit, but each text is hashed only once:
+    meta-training draws tens of thousands of episodes from the same texts, so hashing on demand
+    would cost more than the training itself. The rows are stored in compressed sparse row form
+    (a hashed definition has about 90 non-zeros out of 2,048), about 1 MB per 1,000 texts.
+    """
+
+    def __init__(self, texts: Sequence[str], featurizer: HashedNgrams | None = None, chunk: int = 4096) -> None:
+        self.featurizer = featurizer or HashedNgrams()
+        row_lengths, columns, values = [], [], []
+        for start in range(0, len(texts), chunk):
+            dense = self.featurizer(texts[start : start + chunk])  # (C, D)
+            rows, cols = dense.nonzero(as_tuple=True)  # row-major order
+            row_lengths.append(torch.bincount(rows, minlength=len(dense)))
+            columns.append(cols)
+            values.append(dense[rows, cols])
+        lengths = torch.cat(row_lengths) if row_lengths else torch.zeros(0, dtype=torch.long)
+        self.row_starts = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])  # (M + 1,)
+        self.columns = torch.cat(columns) if columns else torch.zeros(0, dtype=torch.long)  # (nnz,)
+        self.values = torch.cat(values) if values else torch.zeros(0)  # (nnz,)
+
+    def __len__(self) -> int:
+        return len(self.row_starts) - 1
+
+    def __getitem__(self, indices: Tensor | Sequence[int]) -> Tensor:
+        indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)  # (B,)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"feature rows are 0..{len(self) - 1}; got indices {indices.min()}..{indices.max()}")
+        starts, ends = self.row_starts[indices], self.row_starts[indices + 1]  # (B,), (B,)
+        lengths = ends - starts
+        rows = torch.repeat_interleave(torch.arange(len(indices)), lengths)  # (nnz_B,)
+        offsets = torch.arange(len(rows)) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        positions = starts[rows] + offsets  # (nnz_B,) into columns / values
+        out = torch.zeros(len(indices), self.featurizer.num_features)  # (B, D)
+        out[rows, self.columns[positions]] = self.values[positions]
+        return out
+
+    def __repr__(self) -> str:
+        return f"PrecomputedTextFeatures({len(self)} texts, {len(self.values)} non-zeros, {self.featurizer!r})"
