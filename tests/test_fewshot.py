@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -267,3 +268,20 @@ def test_config_rejects_empty_grids_and_bad_sizes():
     with pytest.raises(ValueError, match="shots must be positive"):
         FewShotConfig(shots=(0,))
     assert dataclasses.asdict(FewShotConfig())["shots"] == (1, 5)
+
+
+def test_command_line_reuses_a_finished_setting_and_records_provenance(tmp_path):
+    from mtl_tutorial.meta.fewshot import main
+
+    config = {k: v for k, v in dataclasses.asdict(FewShotConfig(test_episodes=600)).items() if k != "shots"}
+    stored = {
+        "config": json.loads(json.dumps(config)),
+        "methods": {m: {"test_accuracy": 0.5, "test_ci95": 0.01} for m in METHODS},
+        "process_cpu_s": {"featurise_s": 10.0, "setting_s": 200.0},
+    }
+    (tmp_path / "5way1shot.json").write_text(json.dumps(stored))
+    result = main(["--shots", "1", "--runs", str(tmp_path), "--out", str(tmp_path / "out.json")])
+    assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(result))
+    assert result["cpu_s_total"] == 210.0 and "| maml | 50.0 ± 1.0 |" in result["table"]
+    assert result["provenance"]["command"].startswith("python -m mtl_tutorial.meta.fewshot")
+    assert len(result["split"]["test"]) == 10 and "git_commit" in result["provenance"]

@@ -286,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {
         "benchmark": f"WordNet lexicographer categories, {config.num_ways}-way, {config.num_queries} queries per "
                      f"class, {args.episodes} meta-test episodes per setting",
-        "split": {part: bench_split_names(config.split_seed, part) for part in ("train", "val", "test")},
+        "split": {part: split_categories(num_val=10, num_test=10, seed=config.split_seed).names(part)
+                  for part in ("train", "val", "test")},
         "table": table(settings),
         "cpu_s_total": round(sum(sum(s["process_cpu_s"].values()) for s in settings.values()), 1),
         "settings": settings,
@@ -298,10 +299,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args.out.write_text(json.dumps(result, indent=1))
     print(result["table"])
     return result
-
-
-def bench_split_names(split_seed: int, part: str) -> list[str]:
-    return split_categories(num_val=10, num_test=10, seed=split_seed).names(part)
 
 
 if __name__ == "__main__":
