@@ -3,6 +3,9 @@
 The benchmarks live in submodules: :mod:`mtl_tutorial.meta.sine` (sine-wave regression of the
 MAML paper) and :mod:`mtl_tutorial.meta.wordnet` (few-shot classification into WordNet's
 lexicographer categories, texts featurised by :mod:`mtl_tutorial.meta.features`).
+:mod:`mtl_tutorial.meta.fewshot` runs the WordNet comparison of every learner with pre-training
+then fine-tuning and with training from scratch (:mod:`mtl_tutorial.meta.transfer`), scored by
+:mod:`mtl_tutorial.meta.evaluation`.
 """
 
 from __future__ import annotations
