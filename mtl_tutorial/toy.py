@@ -15,7 +15,7 @@ The Pareto set is an arc near $x_2 \approx -8.36$ for $x_1 \in [-7, 7]$ (:func:`
 minimum of the average loss is at $(0, -8.3552)$. The paper runs Adam (lr $10^{-3}$) for
 100,000 steps from $(-8.5, 7.5)$, $(-8.5, -5)$ and $(9, 9)$, with CAGrad's $c = 0.5$.
 
-Two runners, one arithmetic. :func:`run_toy` is the definition: one method from one start, its
+Two runners of the same methods. :func:`run_toy` is the definition: one method from one start, its
 module driven as a trainer drives it (``torch.optim.Adam``; autograd through a weighting's
 objective). :func:`run_toy_many` is the fast equivalent for many methods from many starts, which
 the tests check against it. There, on a few dozen numbers, a step costs the Python overhead of
@@ -23,7 +23,7 @@ its tensor operations, so it is written to need few of them: one tensor holds ev
 (method, start) pair and one Adam update, written out, moves them all; the Jacobians come in
 closed form from :func:`toy_jacobian`; each aggregator is called once per step on its stack of
 Jacobians (:meth:`Aggregator.batch`); and each learned weighting's update is its module's
-equations written out for all starts at once (:mod:`mtl_tutorial.toy_weightings`), with no
+equations written out for all starts at once (:mod:`mtl_tutorial.toy_batched`), with no
 module call and no autograd. :mod:`mtl_tutorial.toy_record` runs the paper's setting on several
 processes, records it for the book, and times it.
 """

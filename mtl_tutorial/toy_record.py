@@ -47,8 +47,9 @@ COST = {
     "graddrop": 24, "uncertainty": 15, "mean": 6, "rlw": 5, "dwa": 1, "equal": 1, "static": 1,
 }
 """Tensor operations per step of each method from any number of starts (counted with ``torch.profiler``);
-on a few dozen numbers an operation's cost is its overhead, so these balance the processes. A process
-adds about 100 operations per step of its own (the losses and Jacobians, Adam, the bookkeeping)."""
+on a few dozen numbers an operation's cost is its overhead, so these balance the processes."""
+RUN_COST = 105
+"""Operations per step of a ``run_toy_many`` call besides its methods' (losses and Jacobians, Adam, bookkeeping)."""
 
 
 def run_in_processes(runs: Mapping[str, dict], processes: int = 2, stride: int = 1) -> dict[str, dict]:
@@ -71,8 +72,8 @@ def run_in_processes(runs: Mapping[str, dict], processes: int = 2, stride: int =
     loads = [0.0] * len(shares)
     for name, m in sorted(units, key=lambda u: -COST.get(u[1], 50) * runs[u[0]]["steps"]):
         k = loads.index(min(loads))
+        loads[k] += (COST.get(m, 50) + (RUN_COST if name not in shares[k] else 0)) * runs[name]["steps"]
         shares[k].setdefault(name, []).append(m)
-        loads[k] += COST.get(m, 50) * runs[name]["steps"]
     jobs = [[(name, {**runs[name], "methods": methods}) for name, methods in share.items()] for share in shares]
     if len(jobs) == 1:
         parts = [_run_jobs(jobs[0], stride)]
@@ -117,9 +118,9 @@ def record_toy_runs(path: str | Path, runs: Mapping[str, dict] = BOOK_RUNS, stri
     ``{method: (steps / stride + 1, S, 2)}`` (float64) and its CPU seconds; and the git commit,
     versions, processes, and the wall and CPU seconds of the whole recording.
     """
+    provenance = _provenance(processes)  # the code as the runs start
     cpu, wall = _cpu_seconds(), time.perf_counter()
     stored = run_in_processes(runs, processes, stride)
-    provenance = _provenance(processes)
     provenance["wall_s"] = round(time.perf_counter() - wall, 1)
     provenance["cpu_s"] = round(_cpu_seconds() - cpu, 1)  # this process and its workers, start-up included
     record = {"provenance": provenance, "runs": stored}
