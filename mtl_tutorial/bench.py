@@ -48,13 +48,19 @@ def time_steps(model, batches_list, tasks, steps: int, warmup: int = 5) -> list[
     return times
 
 
-def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int = 32) -> dict[str, dict[str, float]]:
+def case_study_setup(trunk: str = "transformer", batch_size: int = 32, num_batches: int = 20):
+    """The case-study model (seed 0), its tasks, and ``num_batches`` prepared batch dicts (one batch per task)."""
     config = ExperimentConfig(model=ModelConfig(trunk=trunk))
     data = prepare_data(config)
     tasks = list(TASKS.values())
     model = build_model(config, tasks, data.tokenizer.vocab_size)
     streams = {t.name: TaskStream(data.encoded["train"][t.name], batch_size, seed=0) for t in tasks}
-    prepared = [{name: s.next() for name, s in streams.items()} for _ in range(20)]
+    prepared = [{name: s.next() for name, s in streams.items()} for _ in range(num_batches)]
+    return model, tasks, prepared
+
+
+def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int = 32) -> dict[str, dict[str, float]]:
+    model, tasks, prepared = case_study_setup(trunk, batch_size)
     rows = {}
     for task in tasks:  # one task per step, same batches as in the multi-task step
         only = [{task.name: b[task.name]} for b in prepared]

@@ -65,8 +65,9 @@ from torch import Tensor, nn
 
 from mtl_tutorial.aggregators import AGGREGATORS, Aggregator, make_aggregator
 from mtl_tutorial.batching import Batch
+from mtl_tutorial.bench import case_study_setup
 from mtl_tutorial.step import train_step
-from mtl_tutorial.tasks import TASKS, Task
+from mtl_tutorial.tasks import Task
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Weighting, make_weighting
 
 # our registry name -> the class name in torchjd.aggregation (0.18); all eight exist there
@@ -378,16 +379,7 @@ def run_methods_benchmark(
 
     Returns :func:`overhead_rows` and the notes of :func:`method_configurations`.
     """
-    from mtl_tutorial.batching import TaskStream
-    from mtl_tutorial.config import ExperimentConfig, ModelConfig
-    from mtl_tutorial.pipeline import build_model, prepare_data
-
-    config = ExperimentConfig(model=ModelConfig(trunk=trunk))
-    data = prepare_data(config)
-    tasks = list(TASKS.values())
-    model = build_model(config, tasks, data.tokenizer.vocab_size)
-    streams = {t.name: TaskStream(data.encoded["train"][t.name], batch_size, seed=0) for t in tasks}
-    prepared = [{name: s.next() for name, s in streams.items()} for _ in range(20)]
+    model, tasks, prepared = case_study_setup(trunk, batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     configs, notes = method_configurations(model, tasks, optimizer, torchjd=torchjd)
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_tutorial.architectures.base import embed, exclude
+from mtl_tutorial.architectures.base import check_model_inputs, embed, exclude
 from mtl_tutorial.config import ModelConfig
 from mtl_tutorial.models.multitask import MultiTaskModel
 from mtl_tutorial.tasks import Task
@@ -87,15 +87,7 @@ class AdapterModel(MultiTaskModel):
         })
 
     def forward(self, task: str, input_ids: Tensor) -> Tensor:
-        if task not in self.heads:
-            raise KeyError(f"this model has no head for task {task!r}; its tasks are: {', '.join(self.heads)}")
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (B, L), got {tuple(input_ids.shape)}")
-        if input_ids.shape[1] > self.config.max_length:
-            raise ValueError(
-                f"sequence of {input_ids.shape[1]} tokens exceeds ModelConfig.max_length={self.config.max_length}; "
-                "raise max_length or cut the inputs (TokenizerConfig.max_length)"
-            )
+        check_model_inputs(self.config, list(self.heads), task, input_ids)
         trunk = self.trunk
         x = embed(input_ids, trunk.embedding, trunk.position, trunk.dropout)  # (B, L, D)
         for block, adapters in zip(trunk.blocks, self.adapters[task]):

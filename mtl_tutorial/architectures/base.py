@@ -20,6 +20,19 @@ from mtl_tutorial.models.heads import ClassificationHead, LanguageModelHead
 from mtl_tutorial.tasks import CLASSIFICATION, Task
 
 
+def check_model_inputs(config: ModelConfig, task_names: Sequence[str], task: str, input_ids: Tensor) -> None:
+    """Unknown task, ``input_ids`` not ``(B, L)``, or longer than ``config.max_length``: a clear error."""
+    if task not in task_names:
+        raise KeyError(f"this model has no head for task {task!r}; its tasks are: {', '.join(task_names)}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (B, L), got {tuple(input_ids.shape)}")
+    if input_ids.shape[1] > config.max_length:
+        raise ValueError(
+            f"sequence of {input_ids.shape[1]} tokens exceeds ModelConfig.max_length={config.max_length}; "
+            "raise max_length or cut the inputs (TokenizerConfig.max_length)"
+        )
+
+
 class MultiTaskArchitecture(nn.Module):
     """Base class: ``model(task, input_ids (B, L))`` -> that task's logits.
 
@@ -42,15 +55,7 @@ class MultiTaskArchitecture(nn.Module):
 
     def check_inputs(self, task: str, input_ids: Tensor) -> None:
         """The errors of :class:`MultiTaskModel`: unknown task, wrong shape, too long."""
-        if task not in self.tasks:
-            raise KeyError(f"this model has no head for task {task!r}; its tasks are: {', '.join(self.tasks)}")
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (B, L), got {tuple(input_ids.shape)}")
-        if input_ids.shape[1] > self.config.max_length:
-            raise ValueError(
-                f"sequence of {input_ids.shape[1]} tokens exceeds ModelConfig.max_length={self.config.max_length}; "
-                "raise max_length or cut the inputs (TokenizerConfig.max_length)"
-            )
+        check_model_inputs(self.config, self.tasks, task, input_ids)
 
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
