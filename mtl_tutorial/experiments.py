@@ -141,8 +141,48 @@ def methods_runs() -> list[Run]:
     return runs
 
 
+# Chapter 2's comparison of sharing architectures, on the budget and recipe of the methods
+# comparison, with chapter 5's static weights. The text-to-text model is trained twice: on every
+# task each step, and with T5's temperature mixing (one task per step, so three times the steps for
+# the same number of batches per task).
+ARCHITECTURE_VARIANTS: dict[str, dict] = {
+    "hard": {"architecture": "hard"},
+    "cross_stitch": {"architecture": "cross_stitch"},
+    "mmoe": {"architecture": "mmoe"},
+    "adapters": {"architecture": "adapters"},
+    "text_to_text": {"architecture": "text_to_text"},
+    "text_to_text_t5mix": {"architecture": "text_to_text", "mixing": "temperature", "steps": 3 * METHOD_STEPS},
+}
+
+
+def architecture_config(tasks: tuple[str, ...], seed: int, variant: dict | None = None) -> ExperimentConfig:
+    """``methods_config`` with a model architecture, chapter 5's static weights for the multi-task runs."""
+    variant = dict(variant or {})
+    config = methods_config(tasks, seed, {"weights": CASE_STUDY_WEIGHTS} if len(tasks) > 1 else None)
+    config.model = dataclasses.replace(config.model, architecture=variant.pop("architecture", "hard"))
+    if "mixing" in variant:
+        config.train = dataclasses.replace(config.train, mixing=variant.pop("mixing"))
+    if "steps" in variant:
+        steps = variant.pop("steps")
+        config.train = dataclasses.replace(config.train, max_steps=steps, eval_every=steps // 5)
+    return config
+
+
+def architecture_runs() -> list[Run]:
+    """Per seed: the single-task runs of the methods comparison (same configs), then every variant."""
+    all_tasks = ("sentiment", "source", "generation")
+    runs = []
+    for seed in SEEDS:
+        for task in TASKS:
+            runs.append(Run(f"single-{task}/seed{seed}", architecture_config((task,), seed)))
+        for name, variant in ARCHITECTURE_VARIANTS.items():
+            runs.append(Run(f"multitask-{name}/seed{seed}", architecture_config(all_tasks, seed, variant)))
+    return runs
+
+
 EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {
     "case_study": case_study_runs, "article_lstm": article_runs, "methods": methods_runs,
+    "architectures": architecture_runs,
 }
 
 

@@ -105,3 +105,17 @@ def test_methods_experiment_covers_every_weighting_and_aggregator():
 def test_shard_splits_the_runs(capsys):
     assert experiments.main(["methods", "--shard", "2/2", "--out", "/nonexistent/x.json"]) == 2
     assert "0 <= k < n" in capsys.readouterr().err
+
+
+def test_architectures_experiment_covers_every_architecture():
+    from mtl_tutorial.architectures import ARCHITECTURES
+
+    runs = experiments.architecture_runs()
+    multi = [r.config for r in runs if r.name.startswith("multitask-")]
+    assert {c.model.architecture for c in multi} == set(ARCHITECTURES)
+    assert all(c.train.weights == experiments.CASE_STUDY_WEIGHTS for c in multi)
+    t5 = next(r.config.train for r in runs if r.name == "multitask-text_to_text_t5mix/seed0")
+    assert t5.mixing == "temperature" and t5.max_steps == 3 * experiments.METHOD_STEPS
+    methods = {r.name: r.config for r in experiments.methods_runs()}  # single-task runs are shared
+    assert all(dataclasses.asdict(r.config) == dataclasses.asdict(methods[r.name])
+               for r in runs if r.name.startswith("single-"))
