@@ -304,12 +304,17 @@ def summarise(records: list[dict]) -> dict:
         if not group.startswith("multitask"):
             continue
         deltas = []
+        names = {x["name"]: x for x in records}
         for r in rs:
             seed = r["name"].split("/")[1]
-            singles = {t: next(x for x in records if x["name"] == f"single-{t}/{seed}") for t in r["test"]}
+            if any(f"single-{t}/{seed}" not in names for t in r["test"]):
+                continue  # this seed's single-task runs are not among the records: no Δm for it
+            singles = {t: names[f"single-{t}/{seed}"] for t in r["test"]}
             multi = {t: r["test"][t][TASKS[t].metric] for t in r["test"]}
             single = {t: singles[t]["test"][t][TASKS[t].metric] for t in r["test"]}
             deltas.append(delta_m(multi, single, {t: TASKS[t].lower_is_better for t in r["test"]}))
+        if not deltas:
+            continue
         summary[group]["delta_m"] = {"mean": statistics.fmean(deltas),
                                      "std": statistics.stdev(deltas) if len(deltas) > 1 else 0.0, "values": deltas}
     return summary
@@ -361,6 +366,10 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
         path.write_text(json.dumps(record, indent=1))
         print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
         records.append(record)
+    if shard is not None:  # a share of the runs: the summary needs them all
+        print(f"[{name}] shard {shard[0]}/{shard[1]}: {len(records)} runs done; collect every run and write "
+              f"{out} with: python -m mtl_tutorial.experiments {name}", flush=True)
+        return {"runs": records}
     result = {
         "provenance": prov,
         "splits": data.splits.counts(),

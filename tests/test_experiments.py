@@ -119,3 +119,11 @@ def test_architectures_experiment_covers_every_architecture():
     methods = {r.name: r.config for r in experiments.methods_runs()}  # single-task runs are shared
     assert all(dataclasses.asdict(r.config) == dataclasses.asdict(methods[r.name])
                for r in runs if r.name.startswith("single-"))
+
+
+def test_summarise_skips_delta_m_for_a_seed_without_its_single_task_runs():
+    records = [record("multitask/seed0", 0.80, 90.0), record("single-sentiment/seed0", 0.75, None),
+               record("single-generation/seed0", None, 100.0), record("multitask/seed1", 0.70, 95.0)]
+    summary = experiments.summarise(records)  # seed 1 has no single-task runs among the records
+    assert summary["multitask"]["delta_m"]["values"] == [pytest.approx(8.3333333)]
+    assert "delta_m" not in experiments.summarise(records[3:])["multitask"]  # no seed has its singles
