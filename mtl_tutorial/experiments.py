@@ -129,16 +129,22 @@ def methods_config(tasks: tuple[str, ...], seed: int, method: dict | None = None
     )
 
 
-def methods_runs() -> list[Run]:
-    """Per seed: one single-task run per task, then one multi-task run per method."""
+def runs_per_seed(make_config: Callable[..., ExperimentConfig], variants: dict[str, dict]) -> list[Run]:
+    """Per seed: one single-task run per task, then one multi-task run per variant,
+    ``make_config(tasks, seed[, variant])`` building each configuration."""
     all_tasks = ("sentiment", "source", "generation")
     runs = []
     for seed in SEEDS:
         for task in TASKS:
-            runs.append(Run(f"single-{task}/seed{seed}", methods_config((task,), seed)))
-        for name, method in METHODS.items():
-            runs.append(Run(f"multitask-{name}/seed{seed}", methods_config(all_tasks, seed, method)))
+            runs.append(Run(f"single-{task}/seed{seed}", make_config((task,), seed)))
+        for name, variant in variants.items():
+            runs.append(Run(f"multitask-{name}/seed{seed}", make_config(all_tasks, seed, variant)))
     return runs
+
+
+def methods_runs() -> list[Run]:
+    """Per seed: one single-task run per task, then one multi-task run per method."""
+    return runs_per_seed(methods_config, METHODS)
 
 
 # Chapter 2's comparison of sharing architectures, on the budget and recipe of the methods
@@ -170,14 +176,7 @@ def architecture_config(tasks: tuple[str, ...], seed: int, variant: dict | None 
 
 def architecture_runs() -> list[Run]:
     """Per seed: the single-task runs of the methods comparison (same configs), then every variant."""
-    all_tasks = ("sentiment", "source", "generation")
-    runs = []
-    for seed in SEEDS:
-        for task in TASKS:
-            runs.append(Run(f"single-{task}/seed{seed}", architecture_config((task,), seed)))
-        for name, variant in ARCHITECTURE_VARIANTS.items():
-            runs.append(Run(f"multitask-{name}/seed{seed}", architecture_config(all_tasks, seed, variant)))
-    return runs
+    return runs_per_seed(architecture_config, ARCHITECTURE_VARIANTS)
 
 
 EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {
