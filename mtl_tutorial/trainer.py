@@ -11,6 +11,7 @@ Training stops early when no task has improved for ``patience`` evaluations.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from mtl_tutorial.config import TrainConfig
 from mtl_tutorial.evaluation import evaluate
 from mtl_tutorial.step import train_step
 from mtl_tutorial.tasks import Task
-from mtl_tutorial.weightings import Equal, Static, Weighting, make_weighting
+from mtl_tutorial.weightings import WEIGHTINGS, Equal, Static, Weighting, make_weighting
 
 
 @dataclass
@@ -54,14 +55,15 @@ def default_weighting(config: TrainConfig) -> Weighting:
 
 
 def weighting_from_config(config: TrainConfig, model: nn.Module) -> Weighting:
-    """``config.weighting`` built with its options; GradNorm gets the model's last shared layer."""
+    """``config.weighting`` built with its options. A weighting whose constructor takes
+    ``shared_parameters`` (GradNorm) is given the model's last shared layer there."""
     if config.weighting is None:
         return default_weighting(config)
     options = dict(config.weighting_options)
-    if config.weighting == "gradnorm":
+    if "shared_parameters" in inspect.signature(WEIGHTINGS[config.weighting]).parameters:
         if not hasattr(model, "last_shared_parameters"):
-            raise TypeError(f"GradNorm needs the last shared layer, but {type(model).__name__} has no "
-                            "last_shared_parameters() method")
+            raise TypeError(f"weighting {config.weighting!r} needs the last shared layer, but "
+                            f"{type(model).__name__} has no last_shared_parameters() method")
         options["shared_parameters"] = model.last_shared_parameters()
     return make_weighting(config.weighting, len(config.tasks), **options)
 
