@@ -177,10 +177,10 @@ class TaskSchedule:
     """Which tasks a step trains on: all of them, or one chosen by round-robin or by sampling."""
 
     def __init__(self, task_names: Sequence[str], sizes: Sequence[int], mixing: str,
-                 temperature: float, seed: int) -> None:
+                 temperature: float, seed: int, limit: int | None = None) -> None:
         self.task_names = list(task_names)
         self.mixing = mixing
-        self.rates = mixing_rates(sizes, mixing, temperature)
+        self.rates = mixing_rates(sizes, mixing, temperature, limit)
         self.generator = torch.Generator().manual_seed(seed)
 
     def tasks_for_step(self, step: int) -> list[str]:

@@ -91,7 +91,8 @@ class TrainConfig:
     article's ½(L_cls + L_gen) when T = 2. ``mixing`` decides which tasks a step sees: ``all``
     (one batch of every task per step, the article's objective) or one task per step chosen
     ``round_robin``, in proportion to dataset size (``proportional``) or by the T5 temperature
-    rule (``temperature``).
+    rule (``temperature``). ``mixing_limit`` is T5's artificial dataset-size limit K: with it a
+    task of e_m examples counts as min(e_m, K) in the proportional and temperature rates.
 
     ``weighting`` names a loss weighting of :mod:`mtl_tutorial.weightings` (``None``: equal
     weights, or the static ``weights``); ``aggregator`` names a gradient aggregator of
@@ -110,6 +111,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixing: str = "all"
     mixing_temperature: float = 2.0  # T5's tau for mixing="temperature"; 1 is proportional
+    mixing_limit: int | None = None  # T5's K: a task counts as at most K examples; None: no cap
     prefix_dropout: float = 0.5  # generation: share of snippets trained without their label prefix
     eval_every: int = 200
     patience: int = 5  # evaluations without improvement before early stopping; 0 disables it
@@ -142,6 +144,9 @@ class TrainConfig:
             raise ValueError("prefix_dropout must lie in [0, 1]")
         if self.mixing_temperature <= 0:
             raise ValueError("mixing_temperature must be positive")
+        if self.mixing_limit is not None and self.mixing_limit < 1:
+            raise ValueError(f"mixing_limit is T5's cap K on a task's example count; it must be a "
+                             f"positive integer or None (no cap), got {self.mixing_limit}")
         from mtl_tutorial.aggregators import AGGREGATORS  # late: the registries import torch
         from mtl_tutorial.weightings import WEIGHTINGS
 

@@ -136,7 +136,7 @@ class Trainer:
         }
         self.schedule = TaskSchedule(
             names, [len(train_data[n]) for n in names], config.mixing, config.mixing_temperature,
-            seed=config.seed * 1000 + 999,
+            seed=config.seed * 1000 + 999, limit=config.mixing_limit,
         )
         self.step = 0
         self.history = History(train_loss={n: [] for n in names}, val={n: [] for n in names})

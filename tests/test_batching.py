@@ -59,6 +59,9 @@ def test_schedules():
     prop = TaskSchedule(names, [100, 100, 800], "proportional", 2.0, 0)
     draws = [prop.tasks_for_step(s)[0] for s in range(2000)]
     assert 0.75 < draws.count("generation") / 2000 < 0.85
+    # T5's cap K: with K = 100 the three tasks count alike, so the draws are uniform
+    capped = TaskSchedule(names, [100, 100, 800], "proportional", 2.0, 0, limit=100)
+    torch.testing.assert_close(capped.rates, torch.full((3,), 1 / 3, dtype=torch.float64))
 
 
 def test_bad_inputs(tiny_data, tiny_tokenizer):

@@ -67,6 +67,13 @@ def test_per_task_best_states_and_early_stopping(tiny_data, tiny_model_config):
         assert torch.equal(p, q)
 
 
+def test_mixing_limit_reaches_the_schedule(tiny_data, tiny_model_config, tiny_train_config):
+    config = dataclasses.replace(tiny_train_config, mixing="proportional", mixing_limit=1)
+    model = MultiTaskModel(tiny_model_config, list(TASKS.values()), 400)
+    trainer = Trainer(model, list(TASKS.values()), tiny_data["train"], tiny_data["val"], config)
+    torch.testing.assert_close(trainer.schedule.rates, torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
 def test_single_task_mixing_trains_one_task_per_step(tiny_data, tiny_model_config, tiny_train_config):
     config = dataclasses.replace(tiny_train_config, mixing="round_robin", max_steps=6)
     history = make_trainer(tiny_data, tiny_model_config, config).fit()
@@ -83,6 +90,8 @@ def test_learning_rate_schedule():
 def test_bad_inputs(tiny_data, tiny_model_config, tiny_train_config):
     with pytest.raises(ValueError, match="valid choices are: all, round_robin"):
         TrainConfig(mixing="uniform")
+    with pytest.raises(ValueError, match="mixing_limit is T5's cap K"):
+        TrainConfig(mixing="proportional", mixing_limit=0)
     with pytest.raises(ValueError, match="unknown: \\['topic'\\]"):
         TrainConfig(tasks=("sentiment",), weights={"sentiment": 1.0, "topic": 1.0})
     model = MultiTaskModel(tiny_model_config, list(TASKS.values()), 400)
