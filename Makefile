@@ -86,7 +86,7 @@ $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version'
 	$(PIP) install -q torch==$(TORCH_VERSION) $(TORCH_PIP_OPTS)
-	$(PIP) install -q -e '.[book,test]'
+	$(PIP) install -q -e '.[book,test,pretrained]'
 	@touch $@
 
 # Front-end assets the book would otherwise load from CDNs: MathJax 3, require.js and the
