@@ -2,6 +2,7 @@
 
     python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
     python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
+    python -m mtl_tutorial.bench --architectures [--rounds 5] [--steps 2] [--threads N] [--out FILE.json]
 
 Prints examples per second and milliseconds per step. The claim it checks: one equal-weight
 multi-task step costs no more than the sum of its single-task steps (a benchmark, not a test:
@@ -12,6 +13,9 @@ equal-weight step, interleaved (``--rounds`` rounds of ``--steps`` steps per con
 ``--torchjd`` adds the same steps done with torchjd 0.18 (``pip install -e '.[bench]'``);
 ``--robustness`` compares MGDA and CAGrad with torchjd's on badly scaled Jacobians. See
 :mod:`mtl_tutorial.bench_methods`.
+
+``--architectures`` times one training step of every sharing architecture as a ratio to hard
+sharing, interleaved in the same way. See :mod:`mtl_tutorial.bench_architectures`.
 """
 
 from __future__ import annotations
@@ -86,16 +90,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torchjd", action="store_true", help="with --methods: also torchjd's aggregated steps")
     parser.add_argument("--robustness", action="store_true",
                         help="MGDA and CAGrad, ours and torchjd's, on Jacobians with rows scaled by 1e-8 / 1e8")
-    parser.add_argument("--rounds", type=int, default=5, help="with --methods: interleaved rounds")
+    parser.add_argument("--architectures", action="store_true",
+                        help="time one step of every sharing architecture as a ratio to hard sharing")
+    parser.add_argument("--rounds", type=int, default=5, help="with --methods or --architectures: interleaved rounds")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.steps is None:
-        args.steps = 3 if args.methods else 30
+        args.steps = 3 if args.methods else 2 if args.architectures else 30
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.torchjd and not args.methods:
         parser.error("--torchjd compares the timed steps: add --methods")
+    if args.architectures and (args.methods or args.robustness):
+        parser.error("--architectures is a benchmark of its own: run it without --methods / --robustness")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.architectures:
+        return architectures_main(args, argv)
     if args.methods or args.robustness:
         return methods_main(args, argv)
     rows = run_benchmark(args.steps, args.trunk)
@@ -155,6 +170,28 @@ def methods_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         robustness = bench_methods.robustness_table()
         bench_methods.print_robustness(robustness)
         record["robustness"] = robustness
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def architectures_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--architectures``: print the table, write it with its provenance with --out."""
+    from mtl_tutorial import bench_architectures
+
+    command = "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    record = bench_architectures.provenance(command)
+    start = time.perf_counter()
+    result = bench_architectures.run_architectures_benchmark(rounds=args.rounds, steps=args.steps)
+    record["wall_time_s"] = round(time.perf_counter() - start, 1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {record['cpu_count']} CPUs; "
+          f"case-study batch (32 per task, 3 tasks, static weights 0.2/0.2/1); {args.rounds} interleaved rounds x "
+          f"{args.steps} steps per architecture ({record['wall_time_s']:.0f} s); ratio = median over rounds of "
+          "(median step time / median hard-sharing step time in that round)")
+    bench_architectures.print_table(result)
+    record.update({"batch_size_per_task": 32, "rounds": args.rounds, "steps_per_round": args.steps, **result})
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1))
