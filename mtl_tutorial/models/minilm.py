@@ -191,7 +191,8 @@ class MiniLMMultiTaskModel(nn.Module):
         Returns how many sequences were encoded (those not yet cached)."""
         if self.cache is None:
             raise ValueError("precompute needs mode='frozen': a fine-tuned encoder changes every step")
-        todo = sorted({tuple(s) for s in sequences} - set(self.cache), key=len)
+        keys = {tuple(i for i in s if i != 0) for s in sequences}  # the keys encode() looks up
+        todo = sorted(keys - set(self.cache), key=len)
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             self.cache.update(zip(chunk, self._pooled(pad(chunk))))
