@@ -10,9 +10,15 @@ rotten; source: review vs plot), all trained by the package's :class:`~mtl_tutor
 ``scratch``     the case study's 2-layer causal Transformer (BPE-4k), trained from random weights
 ``frozen-long`` the frozen heads trained 10x longer (they are cheap): is 300 steps too few for them?
 
-Command line (the whole experiment: about 30 CPU-minutes on one thread)::
+Command line (the whole experiment: about 20 CPU-minutes on one thread, most of it fine-tuning)::
 
     python -m mtl_tutorial.pretrained --threads 1
+
+or in shares side by side, then collected (``--collect`` trains nothing)::
+
+    python -m mtl_tutorial.pretrained --threads 1 --groups finetuned --seeds 0,1
+    python -m mtl_tutorial.pretrained --threads 1 --groups frozen scratch frozen-long
+    python -m mtl_tutorial.pretrained --collect
 
 Every finished run is kept under ``book/results/runs/pretrained/`` (a rerun reuses it) and the
 summary, with its provenance, goes to ``book/results/pretrained.json``.
@@ -50,7 +56,7 @@ GROUPS = ("frozen", "finetuned", "scratch", "frozen-long")
 class PretrainedConfig:
     """The experiment's budget and recipe (the defaults are what ``pretrained.json`` records)."""
 
-    steps: int = 300  # optimiser steps for every trunk
+    steps: int = 200  # optimiser steps for every trunk (fine-tuning costs ~1.2 CPU s a step)
     batch_size: int = 16  # per task and step: 32 snippets a step
     max_length: int = 64  # WordPiece ids per snippet, [CLS] and [SEP] included (BPE: the same 64)
     warmup_steps: int = 30
