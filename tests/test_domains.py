@@ -202,9 +202,9 @@ def test_transitions_are_exhaustive_or_owned_per_goal():
     world = GridWorld()
     every = sample_transitions(world, None, seed=0)
     assert len(every.states) == world.num_states * len(ACTIONS) and every.owner.all()
-    own = sample_transitions(world, 10, seed=0, relabel=False)
+    own = sample_transitions(world, 40, seed=0, relabel=False)
     assert own.owner.sum(0).tolist() == [10] * world.num_goals and own.owner.sum(1).eq(1).all()
-    again = sample_transitions(world, 10, seed=0, relabel=False)
+    again = sample_transitions(world, 40, seed=0, relabel=False)
     assert torch.equal(own.states, again.states) and torch.equal(own.actions, again.actions)
 
 

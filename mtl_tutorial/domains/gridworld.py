@@ -209,9 +209,9 @@ class GridConfig:
     """One learner on one batch of transitions."""
 
     model: str = "shared"  # "shared" or "separate"
-    num_transitions: int | None = None  # per goal, (s, a) drawn uniformly with replacement; None: each
-    # of the S x A pairs once (160 in the four rooms), shared by every goal
-    relabel: bool = True  # True: every goal learns from every transition; False: each from its own N
+    num_transitions: int | None = None  # (s, a) drawn uniformly with replacement; None: each of the
+    # S x A pairs once (160 in the four rooms), for every goal
+    relabel: bool = True  # True: every goal learns from every transition; False: each from its 1/G share
     updates: int = 1500  # full-batch Adam updates
     target_every: int = 25  # copy the network into the target network every this many updates
     hidden: int = 64
@@ -230,14 +230,13 @@ class GridConfig:
 
 
 def sample_transitions(world: GridWorld, num_transitions: int | None, seed: int, relabel: bool = True) -> Transitions:
-    """``num_transitions`` uniform random (s, a) pairs per goal, their s', and which goals may use each.
+    """``num_transitions`` uniform random (s, a) pairs, their s', and which goals may learn from each.
 
+    Returns ``(states, actions, next_states, owner)``: three ``(N,)`` vectors and an ``(N, G)``
+    mask. With ``relabel`` every goal learns from every transition; without it transition ``i``
+    belongs to goal ``i mod G`` only, as if each task had collected its own share of the budget.
     ``None`` gives every (s, a) pair once, for every goal: the exhaustive batch, as much as a
     model-free learner can know about a deterministic world.
-
-    Returns ``(states, actions, next_states, owner)``: three ``(G·N,)`` vectors and a ``(G·N, G)``
-    mask. Without ``relabel`` transition ``i`` belongs to goal ``i // N`` only, as if each task had
-    collected its own experience; with it, every goal learns from every transition.
     """
     if num_transitions is None:
         states = torch.arange(world.num_states).repeat_interleave(len(ACTIONS))  # (S·A,)
@@ -245,12 +244,11 @@ def sample_transitions(world: GridWorld, num_transitions: int | None, seed: int,
         owner = torch.ones(len(states), world.num_goals, dtype=torch.bool)  # (S·A, G)
         return Transitions(states, actions, world.next_state[states, actions], owner)
     generator = torch.Generator().manual_seed(seed)
-    total = world.num_goals * num_transitions
-    states = torch.randint(world.num_states, (total,), generator=generator)  # (G·N,)
-    actions = torch.randint(len(ACTIONS), (total,), generator=generator)  # (G·N,)
-    collector = torch.arange(world.num_goals).repeat_interleave(num_transitions)  # (G·N,)
-    owner = torch.ones(total, world.num_goals, dtype=torch.bool) if relabel else \
-        collector[:, None] == torch.arange(world.num_goals)[None, :]  # (G·N, G)
+    states = torch.randint(world.num_states, (num_transitions,), generator=generator)  # (N,)
+    actions = torch.randint(len(ACTIONS), (num_transitions,), generator=generator)  # (N,)
+    collector = torch.arange(num_transitions) % world.num_goals  # (N,)
+    owner = torch.ones(num_transitions, world.num_goals, dtype=torch.bool) if relabel else \
+        collector[:, None] == torch.arange(world.num_goals)[None, :]  # (N, G)
     return Transitions(states, actions, world.next_state[states, actions], owner)
 
 
@@ -395,7 +393,7 @@ def summarise_gridworld(records: Sequence[dict], baseline: str = "shared") -> li
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.domains.gridworld", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["160", "320", "640", "all"],
+    parser.add_argument("--sizes", nargs="+", default=["40", "80", "160", "all"],
                         help="transitions per run, relabelled for every goal; 'all': each (s, a) pair once")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument("--threads", type=int, default=1)
