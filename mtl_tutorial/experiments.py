@@ -175,8 +175,14 @@ def architecture_config(tasks: tuple[str, ...], seed: int, variant: dict | None 
 
 
 def architecture_runs() -> list[Run]:
-    """Per seed: the single-task runs of the methods comparison (same configs), then every variant."""
-    return runs_per_seed(architecture_config, ARCHITECTURE_VARIANTS)
+    """Per seed: the single-task runs of the methods comparison (same configs), then every variant,
+    then the text-to-text model trained on generation alone: the baseline that separates what the
+    text-to-text form itself does to the language model from what the other tasks add."""
+    runs = runs_per_seed(architecture_config, ARCHITECTURE_VARIANTS)
+    for seed in SEEDS:
+        config = architecture_config(("generation",), seed, {"architecture": "text_to_text"})
+        runs.append(Run(f"text_to_text-single-generation/seed{seed}", config))
+    return runs
 
 
 EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {

@@ -119,6 +119,9 @@ def test_architectures_experiment_covers_every_architecture():
     methods = {r.name: r.config for r in experiments.methods_runs()}  # single-task runs are shared
     assert all(dataclasses.asdict(r.config) == dataclasses.asdict(methods[r.name])
                for r in runs if r.name.startswith("single-"))
+    t2t_alone = [r.config for r in runs if r.name.startswith("text_to_text-single-generation/")]
+    assert len(t2t_alone) == len(experiments.SEEDS)
+    assert all(c.train.tasks == ("generation",) and c.model.architecture == "text_to_text" for c in t2t_alone)
 
 
 def test_summarise_skips_delta_m_for_a_seed_without_its_single_task_runs():
