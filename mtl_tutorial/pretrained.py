@@ -8,7 +8,7 @@ rotten; source: review vs plot), all trained by the package's :class:`~mtl_tutor
 ``frozen``      MiniLM frozen, only the two linear heads train (pooled embeddings computed once)
 ``finetuned``   MiniLM and the heads all train
 ``scratch``     the case study's 2-layer causal Transformer (BPE-4k), trained from random weights
-``frozen-long`` the frozen heads trained 10x longer (they are cheap): is 300 steps too few for them?
+``frozen-long`` the frozen heads trained 10x longer (they are cheap): are 200 steps too few for them?
 
 Command line (the whole experiment: about 20 CPU-minutes on one thread, most of it fine-tuning)::
 
