@@ -26,10 +26,8 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,6 +37,7 @@ from mtl_tutorial.batching import Batch, TaskStream
 from mtl_tutorial.bench_methods import Configuration, Timings, interleaved_timings
 from mtl_tutorial.experiments import CASE_STUDY_WEIGHTS, case_study_config
 from mtl_tutorial.pipeline import build_model, prepare_data
+from mtl_tutorial.provenance import git_state
 from mtl_tutorial.step import train_step
 from mtl_tutorial.tasks import TASKS, Task
 from mtl_tutorial.weightings import Static
@@ -133,11 +132,7 @@ def run_architectures_benchmark(
 
 def provenance(command: str) -> dict:
     """Command, date, git commit, torch version and threads, machine and its CPU count."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
+    commit, _ = git_state()
     return {
         "command": command,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

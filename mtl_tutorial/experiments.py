@@ -16,7 +16,6 @@ import dataclasses
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from mtl_tutorial.baselines import KneserNeyLM, tfidf_logistic_regression
 from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
 from mtl_tutorial.evaluation import delta_m, sample
 from mtl_tutorial.pipeline import CaseStudyData, prepare_data, train_and_evaluate
+from mtl_tutorial.provenance import git_state
 from mtl_tutorial.tasks import TASKS
 
 RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
@@ -193,14 +193,7 @@ EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {
 
 def provenance(name: str, started: float, threads: int | None = None, seeds: list[int] | None = None) -> dict:
     """Command, git commit, package versions, machine and wall time of this experiment."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mtl_tutorial"], check=False,
-                                    capture_output=True,
-                                    text=True, cwd=Path(__file__).parent.parent).stdout.strip())
-    except OSError:
-        commit, dirty = "unknown", True
+    commit, dirty = git_state()
     return {
         "experiment": name,
         "command": f"python -m mtl_tutorial.experiments {name}" + (f" --threads {threads}" if threads else ""),

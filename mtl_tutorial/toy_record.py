@@ -21,7 +21,6 @@ import datetime
 import multiprocessing
 import platform
 import resource
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 from mtl_tutorial.aggregators import AGGREGATORS
+from mtl_tutorial.provenance import git_state
 from mtl_tutorial.toy import PAPER_STARTS, run_toy_many
 from mtl_tutorial.weightings import WEIGHTINGS
 
@@ -157,13 +157,7 @@ def _cpu_seconds() -> float:
 
 
 def _provenance(processes: int) -> dict:
-    root = Path(__file__).parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, cwd=root).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", *SOURCES], check=False, capture_output=True,
-                                    text=True, cwd=root).stdout.strip())
-    except OSError:
-        commit, dirty = "unknown", True
+    commit, dirty = git_state(*SOURCES)
     return {
         "command": "python -m mtl_tutorial.toy_record record PATH",
         "git_commit": commit,
