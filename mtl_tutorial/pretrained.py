@@ -233,7 +233,6 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "wall_time_s": round(time.perf_counter() - started, 1),
         "training_cpu_s": round(sum(r["total_cpu_s"] for r in records), 1),
-        "note": "times measured on 2 cores shared with other jobs (nice 19): CPU seconds are the fairer measure",
     })
     result = {
         "provenance": prov,
