@@ -12,8 +12,8 @@ from mtl_tutorial.architectures import ARCHITECTURES, MultiTaskModel, make_archi
 from mtl_tutorial.architectures.cross_stitch import cross_stitch_init
 from mtl_tutorial.batching import Batch, EncodedTask, collate
 from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
-from mtl_tutorial.pipeline import build_model
 from mtl_tutorial.step import train_step
+from mtl_tutorial.studies.pipeline import build_model
 from mtl_tutorial.tasks import CLASSIFICATION, GENERATION, SENTIMENT, SOURCE
 from mtl_tutorial.trainer import weighting_from_config
 from mtl_tutorial.weightings import Equal

@@ -3,17 +3,17 @@
 import pytest
 import torch
 
-from mtl_tutorial import bench, bench_architectures
 from mtl_tutorial.architectures import ARCHITECTURES, make_architecture
 from mtl_tutorial.batching import TaskStream
-from mtl_tutorial.bench_architectures import (
+from mtl_tutorial.studies import bench, bench_architectures
+from mtl_tutorial.studies.bench_architectures import (
     BASELINE,
     ONE_TASK_PER_STEP,
     architecture_configurations,
     parameter_summary,
     ratio_rows,
 )
-from mtl_tutorial.bench_methods import Configuration, Timings, interleaved_timings
+from mtl_tutorial.studies.bench_methods import Configuration, Timings, interleaved_timings
 from mtl_tutorial.tasks import TASKS
 
 TASK_LIST = list(TASKS.values())

@@ -5,18 +5,18 @@ import json
 import pytest
 import torch
 
-from mtl_tutorial import bench, bench_methods
 from mtl_tutorial.aggregators import AGGREGATORS, make_aggregator
 from mtl_tutorial.batching import TaskStream
-from mtl_tutorial.bench_methods import (
+from mtl_tutorial.models import MultiTaskModel
+from mtl_tutorial.step import train_step
+from mtl_tutorial.studies import bench, bench_methods
+from mtl_tutorial.studies.bench_methods import (
     BASELINE,
     Configuration,
     interleaved_timings,
     method_configurations,
     overhead_rows,
 )
-from mtl_tutorial.models import MultiTaskModel
-from mtl_tutorial.step import train_step
 from mtl_tutorial.tasks import TASKS
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Static
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mtl_tutorial.domains.digits import (
+from mtl_tutorial.studies.digits import (
     DigitsConfig,
     DigitsNet,
     check_tasks,
@@ -17,7 +17,7 @@ from mtl_tutorial.domains.digits import (
     task_losses,
     train_digits,
 )
-from mtl_tutorial.domains.gridworld import (
+from mtl_tutorial.studies.gridworld import (
     ACTIONS,
     GridConfig,
     GridWorld,
@@ -26,7 +26,7 @@ from mtl_tutorial.domains.gridworld import (
     sample_transitions,
     train_gridworld,
 )
-from mtl_tutorial.domains.paired import paired_difference
+from mtl_tutorial.studies.paired import paired_difference
 
 # ---------------------------------------------------------------- digits
 

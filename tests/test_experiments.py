@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from mtl_tutorial import experiments
 from mtl_tutorial.config import ExperimentConfig, TokenizerConfig
 from mtl_tutorial.evaluation import delta_m
-from mtl_tutorial.pipeline import CaseStudyData
+from mtl_tutorial.studies import experiments
+from mtl_tutorial.studies.pipeline import CaseStudyData
 
 
 def record(name, sentiment, perplexity, seconds_per_step=0.1):

@@ -14,16 +14,6 @@ from torch.func import functional_call
 from mtl_tutorial.meta.adaptation import accuracy, adapt
 from mtl_tutorial.meta.evaluation import finetune_curve, mean_ci95, paired_difference
 from mtl_tutorial.meta.features import HashedNgrams, LazyTextFeatures, PrecomputedTextFeatures
-from mtl_tutorial.meta.fewshot import (
-    METHODS,
-    FewShotConfig,
-    FewShotData,
-    meta_train,
-    run_setting,
-    score,
-    shared_initialisation,
-    table,
-)
 from mtl_tutorial.meta.transfer import (
     fewshot_mlp,
     pretrain_classifier,
@@ -33,6 +23,16 @@ from mtl_tutorial.meta.transfer import (
     training_examples,
 )
 from mtl_tutorial.meta.wordnet import CategorySplit, WordNetData, load_wordnet, split_categories
+from mtl_tutorial.studies.fewshot import (
+    METHODS,
+    FewShotConfig,
+    FewShotData,
+    meta_train,
+    run_setting,
+    score,
+    shared_initialisation,
+    table,
+)
 
 NUM_FEATURES = 64
 
@@ -271,7 +271,7 @@ def test_config_rejects_empty_grids_and_bad_sizes():
 
 
 def test_command_line_reuses_a_finished_setting_and_records_provenance(tmp_path):
-    from mtl_tutorial.meta.fewshot import main
+    from mtl_tutorial.studies.fewshot import main
 
     config = {k: v for k, v in dataclasses.asdict(FewShotConfig(test_episodes=600)).items() if k != "shots"}
     stored = {
@@ -283,5 +283,5 @@ def test_command_line_reuses_a_finished_setting_and_records_provenance(tmp_path)
     result = main(["--shots", "1", "--runs", str(tmp_path), "--out", str(tmp_path / "out.json")])
     assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(result))
     assert result["cpu_s_total"] == 210.0 and "| maml | 50.0 ± 1.0 |" in result["table"]
-    assert result["provenance"]["command"].startswith("python -m mtl_tutorial.meta.fewshot")
+    assert result["provenance"]["command"].startswith("python -m mtl_tutorial.studies.fewshot")
     assert len(result["split"]["test"]) == 10 and "git_commit" in result["provenance"]

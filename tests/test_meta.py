@@ -25,7 +25,7 @@ from mtl_tutorial.meta import (
     meta_train_step,
     stack_episodes,
 )
-from mtl_tutorial.meta.sine import SineConfig, SineTaskSampler, run_sine, sine_mlp
+from mtl_tutorial.studies.sine import SineConfig, SineTaskSampler, run_sine, sine_mlp
 
 
 def tiny_tanh_net(seed: int = 0) -> nn.Module:
@@ -306,7 +306,7 @@ def test_run_sine_smoke_and_determinism():
 def test_sine_command_line_stores_weights_that_reproduce_its_curves(tmp_path):
     """The stored weights are the trained ones bit for bit: adapting them again gives the stored MSE."""
     from mtl_tutorial.meta.adaptation import adaptation_curve as curve_of
-    from mtl_tutorial.meta.sine import main, model_from_json
+    from mtl_tutorial.studies.sine import main, model_from_json
 
     out = tmp_path / "sine.json"
     main(["--out", str(out), "--meta-steps", "3", "--eval-tasks", "4", "--methods", "maml", "joint"])

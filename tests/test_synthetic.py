@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mtl_tutorial.synthetic import (
+from mtl_tutorial.studies.synthetic import (
     SyntheticConfig,
     SyntheticModel,
     SyntheticProblem,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mtl_tutorial.aggregators import AGGREGATORS, MGDA
-from mtl_tutorial.toy import (
+from mtl_tutorial.studies.toy import (
     AVERAGE_OPTIMUM,
     PAPER_STARTS,
     pareto_distance,
@@ -12,8 +12,8 @@ from mtl_tutorial.toy import (
     toy_jacobian,
     toy_losses,
 )
-from mtl_tutorial.toy_batched import BATCHED_WEIGHTINGS, ElementwiseAdam, batched_weighting
-from mtl_tutorial.toy_record import load_toy_runs, main, record_toy_runs, run_in_processes
+from mtl_tutorial.studies.toy_batched import BATCHED_WEIGHTINGS, ElementwiseAdam, batched_weighting
+from mtl_tutorial.studies.toy_record import load_toy_runs, main, record_toy_runs, run_in_processes
 from mtl_tutorial.weightings import WEIGHTINGS, make_weighting
 
 

@@ -2,7 +2,7 @@ r"""The few-shot baselines without meta-learning: pre-train then fine-tune, and 
 
 Both start every test episode from weights that owe nothing to episodic training, then take the
 same plain SGD steps on the support set as the meta-learners do
-(:func:`mtl_tutorial.meta.fewshot.finetune_curve`):
+(:func:`mtl_tutorial.studies.fewshot.finetune_curve`):
 
 * **pre-training then fine-tuning** trains one network as a C-way classifier of the C meta-train
   categories (multi-task pre-training with fixed label meanings, the "pretrained" baseline of

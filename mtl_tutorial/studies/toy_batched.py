@@ -1,13 +1,13 @@
 r"""The toy problem's fast updates: Adam written out, and the learned weightings for many starts at once.
 
-:func:`~mtl_tutorial.toy.run_toy_many` moves every (method, start) pair of the toy problem with
+:func:`~mtl_tutorial.studies.toy.run_toy_many` moves every (method, start) pair of the toy problem with
 one tensor operation per term of the update. A weighting module holds the state of one run and
 gets its update by autograd, which for $S$ starts means $S$ module calls and $S$ backward
 passes per step, each costing far more than the arithmetic on two numbers. The classes here
 hold the same state for all starts, as tensors with a leading ``S`` dimension, and write out
 the derivatives that autograd would compute, operation for operation in the module's order and
 dtypes (the parameters stay float32, as in the module), so a run agrees with the module's to
-the last digits (``tests/test_toy.py`` compares them with :func:`~mtl_tutorial.toy.run_toy`).
+the last digits (``tests/test_toy.py`` compares them with :func:`~mtl_tutorial.studies.toy.run_toy`).
 
 Each takes the module it stands for (for its options and initial values) and is called once
 per step with the losses the weighting sees ``(S, T)`` and the task Jacobians ``(S, T, n)``; it
@@ -163,7 +163,7 @@ def batched_weighting(weighting: Weighting, num_starts: int, lr: float, generato
         raise KeyError(
             f"no batched toy formulation for {weighting!r}; the toy's batched runner knows "
             f"{', '.join(c.__name__ for c in BATCHED_WEIGHTINGS)}: add a class to BATCHED_WEIGHTINGS in "
-            "mtl_tutorial/toy_batched.py (and a test against run_toy), or run it with run_toy"
+            "mtl_tutorial/studies/toy_batched.py (and a test against run_toy), or run it with run_toy"
         )
     if cls is BatchedRLW:
         return cls(weighting, num_starts, generators)

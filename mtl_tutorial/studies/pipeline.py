@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from mtl_tutorial.architectures import make_architecture
-from mtl_tutorial.batching import EncodedTask, encode_task
-from mtl_tutorial.config import ExperimentConfig
+from mtl_tutorial.batching import EncodedTask, TaskStream, encode_task
+from mtl_tutorial.config import ExperimentConfig, ModelConfig
 from mtl_tutorial.data import Splits, load_splits
 from mtl_tutorial.evaluation import evaluate
 from mtl_tutorial.tasks import TASKS, Task, get_task
@@ -87,3 +87,14 @@ def train_and_evaluate(config: ExperimentConfig, data: CaseStudyData, split: str
         for task in tasks
     }
     return RunResult(config, model, trainer, history, test, model.parameter_counts(), seconds, trainer.step)
+
+
+def case_study_setup(trunk: str = "transformer", batch_size: int = 32, num_batches: int = 20):
+    """The case-study model (seed 0), its tasks, and ``num_batches`` prepared batch dicts (one batch per task)."""
+    config = ExperimentConfig(model=ModelConfig(trunk=trunk))
+    data = prepare_data(config)
+    tasks = list(TASKS.values())
+    model = build_model(config, tasks, data.tokenizer.vocab_size)
+    streams = {t.name: TaskStream(data.encoded["train"][t.name], batch_size, seed=0) for t in tasks}
+    prepared = [{name: s.next() for name, s in streams.items()} for _ in range(num_batches)]
+    return model, tasks, prepared

@@ -1,9 +1,9 @@
 """Named experiments too long for a notebook; each writes a JSON result with its provenance.
 
-    python -m mtl_tutorial.experiments case_study      # multi-task vs single-task, 3 seeds
-    python -m mtl_tutorial.experiments article_lstm    # the article's LSTM recipe, 2 seeds
-    python -m mtl_tutorial.experiments methods         # every weighting and aggregator, 3 seeds
-    python -m mtl_tutorial.experiments --list
+    python -m mtl_tutorial.studies.experiments case_study      # multi-task vs single-task, 3 seeds
+    python -m mtl_tutorial.studies.experiments article_lstm    # the article's LSTM recipe, 2 seeds
+    python -m mtl_tutorial.studies.experiments methods         # every weighting and aggregator, 3 seeds
+    python -m mtl_tutorial.studies.experiments --list
 
 Results go to ``book/results/NAME.json`` (override with ``--out``). Every finished run is also
 kept under ``book/results/runs/NAME/`` so an interrupted experiment resumes where it stopped.
@@ -28,11 +28,11 @@ import torch
 from mtl_tutorial.baselines import KneserNeyLM, tfidf_logistic_regression
 from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
 from mtl_tutorial.evaluation import delta_m, sample
-from mtl_tutorial.pipeline import CaseStudyData, prepare_data, train_and_evaluate
-from mtl_tutorial.provenance import git_state
+from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.pipeline import CaseStudyData, prepare_data, train_and_evaluate
+from mtl_tutorial.studies.provenance import git_state
 from mtl_tutorial.tasks import TASKS
 
-RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 SEEDS = (0, 1, 2)
 
 
@@ -196,7 +196,7 @@ def provenance(name: str, started: float, threads: int | None = None, seeds: lis
     commit, dirty = git_state()
     return {
         "experiment": name,
-        "command": f"python -m mtl_tutorial.experiments {name}" + (f" --threads {threads}" if threads else ""),
+        "command": f"python -m mtl_tutorial.studies.experiments {name}" + (f" --threads {threads}" if threads else ""),
         "seeds": list(seeds) if seeds is not None else "all",
         "git_commit": commit,
         "package_modified_since_commit": dirty,
@@ -366,7 +366,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
         records.append(record)
     if shard is not None:  # a share of the runs: the summary needs them all
         print(f"[{name}] shard {shard[0]}/{shard[1]}: {len(records)} runs done; collect every run and write "
-              f"{out} with: python -m mtl_tutorial.experiments {name}", flush=True)
+              f"{out} with: python -m mtl_tutorial.studies.experiments {name}", flush=True)
         return {"runs": records}
     result = {
         "provenance": prov,
@@ -384,7 +384,7 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.experiments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.experiments", description=__doc__.split("\n")[0])
     parser.add_argument("name", nargs="?", help=f"one of: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--list", action="store_true", help="list the experiments")
     parser.add_argument("--out", type=Path, help="where to write the JSON result")

@@ -1,6 +1,6 @@
 r"""What a method costs: one multi-task step with each aggregator and weighting, over the equal step.
 
-    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
+    python -m mtl_tutorial.studies.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
 
 **Overhead ratio.** For a configuration $c$ (an aggregator of :mod:`mtl_tutorial.aggregators`
 with equal weights, or a weighting of :mod:`mtl_tutorial.weightings` without aggregator), the
@@ -65,8 +65,8 @@ from torch import Tensor, nn
 
 from mtl_tutorial.aggregators import AGGREGATORS, Aggregator, make_aggregator
 from mtl_tutorial.batching import Batch
-from mtl_tutorial.bench import case_study_setup
 from mtl_tutorial.step import train_step
+from mtl_tutorial.studies.pipeline import case_study_setup
 from mtl_tutorial.tasks import Task
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Weighting, make_weighting
 

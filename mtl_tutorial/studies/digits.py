@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_tutorial.domains.paired import paired_difference
+from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.paired import paired_difference
 from mtl_tutorial.weightings import make_weighting
 
 # A class-level convention, not a per-image annotation: 4 is written open in most of these
@@ -237,21 +238,23 @@ def summarise_sweep(records: Sequence[dict]) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.domains.digits", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.digits", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 200, 400, 1198])
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1")
     parser.add_argument("--auxiliary", nargs="+", default=list(AUXILIARY_TASKS), choices=list(AUXILIARY_TASKS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("book/results/domains_digits.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "domains_digits.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mtl_tutorial.experiments import provenance  # heavy imports, only for the command line
+    from mtl_tutorial.studies.experiments import (
+        provenance,  # heavy imports, only for the command line
+    )
 
     started = time.perf_counter()
     records = [r for aux in args.auxiliary for r in digits_sweep(args.sizes, range(args.seeds), aux)]
     result = {"provenance": provenance("domains_digits", started, args.threads, list(range(args.seeds))),
               "config": asdict(DigitsConfig()), "summary": summarise_sweep(records), "runs": records}
-    result["provenance"]["command"] = ("python -m mtl_tutorial.domains.digits --sizes " + " ".join(map(str, args.sizes))
+    result["provenance"]["command"] = ("python -m mtl_tutorial.studies.digits --sizes " + " ".join(map(str, args.sizes))
                                        + f" --seeds {args.seeds} --auxiliary {' '.join(args.auxiliary)}"
                                        + f" --threads {args.threads}")
     result["provenance"]["training_time_s"] = round(sum(r["seconds"] for r in records), 1)

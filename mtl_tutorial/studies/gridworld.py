@@ -38,7 +38,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mtl_tutorial.domains.paired import paired_difference
+from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.paired import paired_difference
 from mtl_tutorial.weightings import make_weighting
 
 ACTIONS: dict[str, tuple[int, int]] = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
@@ -392,15 +393,17 @@ def summarise_gridworld(records: Sequence[dict], baseline: str = "shared") -> li
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.domains.gridworld", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.gridworld", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["40", "80", "160", "all"],
                         help="transitions per run, relabelled for every goal; 'all': each (s, a) pair once")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("book/results/domains_gridworld.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "domains_gridworld.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mtl_tutorial.experiments import provenance  # heavy imports, only for the command line
+    from mtl_tutorial.studies.experiments import (
+        provenance,  # heavy imports, only for the command line
+    )
 
     started = time.perf_counter()
     sizes = [None if size == "all" else int(size) for size in args.sizes]
@@ -408,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {"provenance": provenance("domains_gridworld", started, args.threads, list(range(args.seeds))),
               "config": asdict(GridConfig()), "world": {"layout": list(FOUR_ROOMS), "goals": list(FOUR_ROOMS_GOALS)},
               "summary": summarise_gridworld(records), "runs": records}
-    result["provenance"]["command"] = (f"python -m mtl_tutorial.domains.gridworld --sizes {' '.join(map(str, args.sizes))}"
+    result["provenance"]["command"] = (f"python -m mtl_tutorial.studies.gridworld --sizes {' '.join(map(str, args.sizes))}"
                                        f" --seeds {args.seeds} --threads {args.threads}")
     result["provenance"]["training_time_s"] = round(sum(r["seconds"] for r in records), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

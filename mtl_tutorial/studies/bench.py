@@ -1,8 +1,8 @@
 """Benchmark: the multi-task step against single-task steps on the same model and batches.
 
-    python -m mtl_tutorial.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
-    python -m mtl_tutorial.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
-    python -m mtl_tutorial.bench --architectures [--rounds 5] [--steps 2] [--threads N] [--out FILE.json]
+    python -m mtl_tutorial.studies.bench [--steps 30] [--trunk transformer|lstm] [--out FILE.json]
+    python -m mtl_tutorial.studies.bench --methods [--torchjd] [--robustness] [--rounds 5] [--steps 3] [--out FILE.json]
+    python -m mtl_tutorial.studies.bench --architectures [--rounds 5] [--steps 2] [--threads N] [--out FILE.json]
 
 Prints examples per second and milliseconds per step. The claim it checks: one equal-weight
 multi-task step costs no more than the sum of its single-task steps (a benchmark, not a test:
@@ -12,10 +12,10 @@ timings depend on the machine).
 equal-weight step, interleaved (``--rounds`` rounds of ``--steps`` steps per configuration);
 ``--torchjd`` adds the same steps done with torchjd 0.18 (``pip install -e '.[bench]'``);
 ``--robustness`` compares MGDA and CAGrad with torchjd's on badly scaled Jacobians. See
-:mod:`mtl_tutorial.bench_methods`.
+:mod:`mtl_tutorial.studies.bench_methods`.
 
 ``--architectures`` times one training step of every sharing architecture as a ratio to hard
-sharing, interleaved in the same way. See :mod:`mtl_tutorial.bench_architectures`.
+sharing, interleaved in the same way. See :mod:`mtl_tutorial.studies.bench_architectures`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ from pathlib import Path
 
 import torch
 
-from mtl_tutorial.batching import TaskStream
-from mtl_tutorial.config import ExperimentConfig, ModelConfig
-from mtl_tutorial.pipeline import build_model, prepare_data
 from mtl_tutorial.step import train_step
-from mtl_tutorial.tasks import TASKS
+from mtl_tutorial.studies.pipeline import case_study_setup
 from mtl_tutorial.weightings import Equal
 
 
@@ -50,17 +47,6 @@ def time_steps(model, batches_list, tasks, steps: int, warmup: int = 5) -> list[
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return times
-
-
-def case_study_setup(trunk: str = "transformer", batch_size: int = 32, num_batches: int = 20):
-    """The case-study model (seed 0), its tasks, and ``num_batches`` prepared batch dicts (one batch per task)."""
-    config = ExperimentConfig(model=ModelConfig(trunk=trunk))
-    data = prepare_data(config)
-    tasks = list(TASKS.values())
-    model = build_model(config, tasks, data.tokenizer.vocab_size)
-    streams = {t.name: TaskStream(data.encoded["train"][t.name], batch_size, seed=0) for t in tasks}
-    prepared = [{name: s.next() for name, s in streams.items()} for _ in range(num_batches)]
-    return model, tasks, prepared
 
 
 def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int = 32) -> dict[str, dict[str, float]]:
@@ -80,7 +66,7 @@ def run_benchmark(steps: int = 30, trunk: str = "transformer", batch_size: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, help="timed steps per configuration (median reported); "
                         "default 30, with --methods 3 per round")
     parser.add_argument("--trunk", default="transformer", choices=["transformer", "lstm"])
@@ -124,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "command": "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python -m mtl_tutorial.studies.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor(),
             "trunk": args.trunk, "steps": args.steps, "batch_size_per_task": 32,
@@ -136,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def methods_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--methods`` and/or ``--robustness``: print the tables, write them with --out."""
-    from mtl_tutorial import bench_methods
+    from mtl_tutorial.studies import bench_methods
 
     if args.torchjd or args.robustness:
         try:
@@ -145,7 +131,7 @@ def methods_main(args: argparse.Namespace, argv: list[str] | None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     record: dict = {
-        "command": "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m mtl_tutorial.studies.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.machine(), "processor": platform.processor(),
     }
@@ -179,9 +165,9 @@ def methods_main(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 def architectures_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--architectures``: print the table, write it with its provenance with --out."""
-    from mtl_tutorial import bench_architectures
+    from mtl_tutorial.studies import bench_architectures
 
-    command = "python -m mtl_tutorial.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m mtl_tutorial.studies.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     record = bench_architectures.provenance(command)
     start = time.perf_counter()
     result = bench_architectures.run_architectures_benchmark(rounds=args.rounds, steps=args.steps)

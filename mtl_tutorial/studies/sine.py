@@ -15,7 +15,7 @@ query MSE after 0, 1 and 10 fine-tuning steps.
 The command line meta-trains every method with one config and stores the held-out curves, the
 training losses, the trained weights (so a reader can adapt them to any wave) and the provenance:
 
-    python -m mtl_tutorial.meta.sine [--out book/results/sine.json] [--meta-steps 3000] [--threads 1]
+    python -m mtl_tutorial.studies.sine [--out book/results/sine.json] [--meta-steps 3000] [--threads 1]
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from mtl_tutorial.meta import META_LEARNERS, make_meta_learner
 from mtl_tutorial.meta.adaptation import adaptation_curve
 from mtl_tutorial.meta.episodes import Episode
 from mtl_tutorial.meta.step import meta_train_step
+from mtl_tutorial.studies import RESULTS
 
 METHODS = tuple(META_LEARNERS)  # maml, fomaml, reptile, joint
 # Inner SGD steps per method when SineConfig.inner_steps is None: MAML's one step (the paper's
 # main setting); Reptile needs several, since with one step it is joint training (Nichol et al.,
 # 2018, §5); joint training has no inner loop.
 DEFAULT_INNER_STEPS = {"maml": 1, "fomaml": 1, "reptile": 5, "joint": 0}
-RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
 
 
 @dataclass(frozen=True)
@@ -232,14 +232,16 @@ def _compact(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Meta-train every method of ``--methods`` on the same waves; write their curves and weights."""
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.meta.sine", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.sine", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS / "sine.json")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--meta-steps", type=int, default=SineConfig.meta_steps)
     parser.add_argument("--eval-tasks", type=int, default=600, help="held-out waves for the stored curves")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    from mtl_tutorial.experiments import provenance  # heavy imports, only for the command line
+    from mtl_tutorial.studies.experiments import (
+        provenance,  # heavy imports, only for the command line
+    )
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(args.threads)
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }
         print(f"{method:8s} query MSE after 0/1/10 steps: {result.mse[0]:.3f} / {result.mse[1]:.3f} / "
               f"{result.mse[10]:.3f} ({runs[method]['cpu_s']} CPU-s)", flush=True)
-    command = (f"python -m mtl_tutorial.meta.sine --meta-steps {args.meta_steps} --eval-tasks {args.eval_tasks} "
+    command = (f"python -m mtl_tutorial.studies.sine --meta-steps {args.meta_steps} --eval-tasks {args.eval_tasks} "
                f"--threads {args.threads}" + ("" if list(args.methods) == list(METHODS) else
                                               " --methods " + " ".join(args.methods)))
     record = {

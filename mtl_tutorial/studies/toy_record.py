@@ -1,7 +1,7 @@
 """The book's toy-problem runs: run them on several processes, record them with their provenance, time them.
 
-    python -m mtl_tutorial.toy_record record PATH [--processes 2]
-    python -m mtl_tutorial.toy_record bench [--steps 100000] [--processes 2]
+    python -m mtl_tutorial.studies.toy_record record PATH [--processes 2]
+    python -m mtl_tutorial.studies.toy_record bench [--steps 100000] [--processes 2]
 
 ``record`` runs :data:`BOOK_RUNS` (the paper's setting for every method, and CAGrad with two
 other radii) and saves them to PATH (chapter 4 loads ``book/results/ch04_toy.pt``). ``bench``
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from mtl_tutorial.aggregators import AGGREGATORS
-from mtl_tutorial.provenance import git_state
-from mtl_tutorial.toy import PAPER_STARTS, run_toy_many
+from mtl_tutorial.studies.provenance import git_state
+from mtl_tutorial.studies.toy import PAPER_STARTS, run_toy_many
 from mtl_tutorial.weightings import WEIGHTINGS
 
 BOOK_RUNS: dict[str, dict] = {
@@ -37,7 +37,7 @@ BOOK_RUNS: dict[str, dict] = {
     "cagrad c=0.2": {"methods": ["cagrad"], "options": {"cagrad": {"c": 0.2}}},
     "cagrad c=0.8": {"methods": ["cagrad"], "options": {"cagrad": {"c": 0.8}}},
 }
-"""The runs behind chapter 4's toy figures: keyword arguments of :func:`~mtl_tutorial.toy.run_toy_many`."""
+"""The runs behind chapter 4's toy figures: keyword arguments of :func:`~mtl_tutorial.studies.toy.run_toy_many`."""
 
 DEFAULTS = {"starts": PAPER_STARTS, "steps": 100_000, "lr": 1e-3, "options": {}, "seed": 0}
 """The paper's setting, for whatever a run leaves out."""
@@ -56,7 +56,7 @@ RUN_COST = 105
 
 
 def run_in_processes(runs: Mapping[str, dict], processes: int = 2, stride: int = 1) -> dict[str, dict]:
-    """Run each named configuration of :func:`~mtl_tutorial.toy.run_toy_many`, the methods spread over processes.
+    """Run each named configuration of :func:`~mtl_tutorial.studies.toy.run_toy_many`, the methods spread over processes.
 
     ``runs`` maps a name to keyword arguments (:data:`DEFAULTS` fill the rest). The (run, method)
     pairs are dealt to ``processes`` worker processes by their cost (:data:`COST`, the costliest
@@ -145,7 +145,7 @@ def benchmark(steps: int = 100_000, processes: int = 2) -> dict[str, float]:
             "ms_per_step": 1e3 * run["cpu_s"] / steps}
 
 
-SOURCES = ("mtl_tutorial/toy.py", "mtl_tutorial/toy_batched.py", "mtl_tutorial/toy_record.py",
+SOURCES = ("mtl_tutorial/studies/toy.py", "mtl_tutorial/studies/toy_batched.py", "mtl_tutorial/studies/toy_record.py",
            "mtl_tutorial/aggregators", "mtl_tutorial/weightings")
 """The code the runs execute: a record says whether any of it differed from the commit it names."""
 
@@ -159,7 +159,7 @@ def _cpu_seconds() -> float:
 def _provenance(processes: int) -> dict:
     commit, dirty = git_state(*SOURCES)
     return {
-        "command": "python -m mtl_tutorial.toy_record record PATH",
+        "command": "python -m mtl_tutorial.studies.toy_record record PATH",
         "git_commit": commit,
         "package_modified_since_commit": dirty,
         "torch": str(torch.__version__),
@@ -171,7 +171,7 @@ def _provenance(processes: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.toy_record", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.toy_record", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     record = commands.add_parser("record", help="record BOOK_RUNS to PATH (chapter 4: book/results/ch04_toy.pt)")
     record.add_argument("path", type=Path)

@@ -1,6 +1,6 @@
 r"""The WordNet few-shot benchmark: MAML, FOMAML, Reptile, pre-training + fine-tuning, and scratch.
 
-    python -m mtl_tutorial.meta.fewshot [--out book/results/fewshot.json] [--episodes 600] [--threads 1]
+    python -m mtl_tutorial.studies.fewshot [--out book/results/fewshot.json] [--episodes 600] [--threads 1]
 
 Task: 5-way K-shot classification of WordNet definitions into lexicographer categories never seen
 in training (:mod:`mtl_tutorial.meta.wordnet`: 25 meta-train, 10 meta-val, 10 meta-test categories,
@@ -61,10 +61,10 @@ from mtl_tutorial.meta.wordnet import (
     load_wordnet,
     split_categories,
 )
+from mtl_tutorial.studies import RESULTS
 
 METHODS = ("maml", "fomaml", "reptile", "pretrain", "scratch")
 META_METHODS = ("maml", "fomaml", "reptile")
-RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
 
 # Starting weights for a chunk of episodes: (episodes, their indices in the sampler) -> (B, ...) params
 Initialiser = Callable[[Sequence[Episode], Sequence[int]], Params]
@@ -237,7 +237,7 @@ def table(settings: dict[str, dict], methods: Sequence[str] = METHODS) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.meta.fewshot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.fewshot", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS / "fewshot.json")
     parser.add_argument("--episodes", type=int, default=600, help="meta-test episodes per setting")
     parser.add_argument("--threads", type=int, default=1)
@@ -246,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="folder of finished settings, reused when their config matches")
     parser.add_argument("--fresh", action="store_true", help="recompute settings already stored under --runs")
     args = parser.parse_args(argv)
-    from mtl_tutorial.experiments import provenance  # heavy imports, only for the command line
+    from mtl_tutorial.studies.experiments import (
+        provenance,  # heavy imports, only for the command line
+    )
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(args.threads)
@@ -279,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         # featurising and pre-training are charged to the first setting this process computes
         record |= {"config": shared, "process_cpu_s": cpu | {"setting_s": round(time.process_time() - t, 1)},
                    "provenance": provenance("fewshot", started_wall, args.threads, [config.seed])}
-        record["provenance"]["command"] = f"python -m mtl_tutorial.meta.fewshot --shots {shots} --episodes " \
+        record["provenance"]["command"] = f"python -m mtl_tutorial.studies.fewshot --shots {shots} --episodes " \
                                           f"{args.episodes} --threads {args.threads}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1))
@@ -294,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "cpu_s_total": round(sum(sum(s["process_cpu_s"].values()) for s in settings.values()), 1),
         "settings": settings,
         "provenance": provenance("fewshot", started_wall, args.threads, [config.seed])
-        | {"command": f"python -m mtl_tutorial.meta.fewshot --episodes {args.episodes} --threads {args.threads}",
+        | {"command": f"python -m mtl_tutorial.studies.fewshot --episodes {args.episodes} --threads {args.threads}",
            "cpu_time_s": round(time.process_time() - started_cpu, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
