@@ -1,11 +1,10 @@
 """Meta-learning: MAML, first-order MAML, Reptile, the joint-training baseline, episodic sampling.
 
-The benchmarks live in submodules: :mod:`mtl_tutorial.studies.sine` (sine-wave regression of the
-MAML paper) and :mod:`mtl_tutorial.meta.wordnet` (few-shot classification into WordNet's
-lexicographer categories, texts featurised by :mod:`mtl_tutorial.meta.features`).
-:mod:`mtl_tutorial.studies.fewshot` runs the WordNet comparison of every learner with pre-training
-then fine-tuning and with training from scratch (:mod:`mtl_tutorial.meta.transfer`), scored by
-:mod:`mtl_tutorial.meta.evaluation`.
+The few-shot data lives in :mod:`mtl_tutorial.meta.wordnet` (WordNet's lexicographer categories,
+texts featurised by :mod:`mtl_tutorial.meta.features`); the pre-training then fine-tuning
+baseline in :mod:`mtl_tutorial.meta.transfer`; scoring in :mod:`mtl_tutorial.meta.evaluation`.
+The book's runs are studies: :mod:`mtl_tutorial.studies.sine` (sine-wave regression of the MAML
+paper) and :mod:`mtl_tutorial.studies.fewshot` (the WordNet comparison of every learner).
 """
 
 from __future__ import annotations

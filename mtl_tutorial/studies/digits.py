@@ -246,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS / "domains_digits.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mtl_tutorial.studies.experiments import (
-        provenance,  # heavy imports, only for the command line
-    )
+    from mtl_tutorial.studies.provenance import provenance
 
     started = time.perf_counter()
     records = [r for aux in args.auxiliary for r in digits_sweep(args.sizes, range(args.seeds), aux)]

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -30,7 +28,7 @@ from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, 
 from mtl_tutorial.evaluation import delta_m, sample
 from mtl_tutorial.studies import RESULTS
 from mtl_tutorial.studies.pipeline import CaseStudyData, prepare_data, train_and_evaluate
-from mtl_tutorial.studies.provenance import git_state
+from mtl_tutorial.studies.provenance import provenance
 from mtl_tutorial.tasks import TASKS
 
 SEEDS = (0, 1, 2)
@@ -189,22 +187,6 @@ EXPERIMENTS: dict[str, Callable[[], list[Run]]] = {
     "case_study": case_study_runs, "article_lstm": article_runs, "methods": methods_runs,
     "architectures": architecture_runs,
 }
-
-
-def provenance(name: str, started: float, threads: int | None = None, seeds: list[int] | None = None) -> dict:
-    """Command, git commit, package versions, machine and wall time of this experiment."""
-    commit, dirty = git_state()
-    return {
-        "experiment": name,
-        "command": f"python -m mtl_tutorial.studies.experiments {name}" + (f" --threads {threads}" if threads else ""),
-        "seeds": list(seeds) if seeds is not None else "all",
-        "git_commit": commit,
-        "package_modified_since_commit": dirty,
-        "versions": {p: version(p) for p in ("torch", "tokenizers", "scikit-learn", "numpy")},
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "wall_time_s": round(time.perf_counter() - started, 1),
-    }
 
 
 def run_one(run: Run, data: CaseStudyData) -> dict:

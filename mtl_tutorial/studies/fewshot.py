@@ -246,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="folder of finished settings, reused when their config matches")
     parser.add_argument("--fresh", action="store_true", help="recompute settings already stored under --runs")
     args = parser.parse_args(argv)
-    from mtl_tutorial.studies.experiments import (
-        provenance,  # heavy imports, only for the command line
-    )
+    from mtl_tutorial.studies.provenance import provenance
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(args.threads)

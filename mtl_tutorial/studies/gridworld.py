@@ -401,9 +401,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS / "domains_gridworld.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mtl_tutorial.studies.experiments import (
-        provenance,  # heavy imports, only for the command line
-    )
+    from mtl_tutorial.studies.provenance import provenance
 
     started = time.perf_counter()
     sizes = [None if size == "all" else int(size) for size in args.sizes]

@@ -43,8 +43,10 @@ from mtl_tutorial.config import ExperimentConfig, TrainConfig
 from mtl_tutorial.data import Splits, load_splits
 from mtl_tutorial.evaluation import evaluate
 from mtl_tutorial.models.minilm import MiniLMMultiTaskModel, MiniLMTokenizer, load_encoder
-from mtl_tutorial.studies.experiments import RESULTS, _trace, provenance, summarise
+from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.experiments import _trace, summarise
 from mtl_tutorial.studies.pipeline import CaseStudyData, build_model, prepare_data
+from mtl_tutorial.studies.provenance import provenance
 from mtl_tutorial.tasks import get_task
 from mtl_tutorial.trainer import Trainer
 

@@ -239,9 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--eval-tasks", type=int, default=600, help="held-out waves for the stored curves")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    from mtl_tutorial.studies.experiments import (
-        provenance,  # heavy imports, only for the command line
-    )
+    from mtl_tutorial.studies.provenance import provenance
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(args.threads)
