@@ -5,7 +5,7 @@ import pytest
 
 from mtl_tutorial.config import ExperimentConfig, TokenizerConfig
 from mtl_tutorial.evaluation import delta_m
-from mtl_tutorial.studies import experiments
+from mtl_tutorial.studies import cli, experiments
 from mtl_tutorial.studies.pipeline import CaseStudyData
 
 
@@ -36,19 +36,27 @@ def test_summarise_means_spreads_and_delta_m():
     assert "delta_m" not in summary["single-sentiment"]
 
 
+def main(argv):
+    """The command line as ``python -m`` runs it: an expected error is one line and exit code 2."""
+    try:
+        return cli.run(experiments.main, argv)
+    except SystemExit as exit:  # argparse rejects a value
+        return exit.code
+
+
 def test_unknown_experiment_lists_the_valid_ones(capsys):
-    assert experiments.main(["no_such_experiment"]) == 2
+    assert main(["no_such_experiment"]) == 2
     err = capsys.readouterr().err
     assert "no_such_experiment" in err and "case_study" in err and "article_lstm" in err
-    with pytest.raises(KeyError, match="valid experiments are"):
+    with pytest.raises(cli.UsageError, match="valid experiments are"):
         experiments.run_experiment("no_such_experiment")
 
 
 def test_list_and_bad_thread_count(capsys):
-    assert experiments.main(["--list"]) == 0
+    assert main(["--list"]) == 0
     assert "case_study: 13 runs" in capsys.readouterr().out
-    assert experiments.main(["case_study", "--threads", "0"]) == 2
-    assert "threads must be at least 1" in capsys.readouterr().err
+    assert main(["case_study", "--threads", "0"]) == 2
+    assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_every_run_is_a_valid_config():
@@ -74,8 +82,10 @@ def test_run_one_trains_tests_and_samples(splits, tiny_tokenizer, tiny_data, tin
 
 
 def test_unknown_seed_is_refused(capsys):
-    assert experiments.main(["case_study", "--seeds", "7"]) == 2
+    assert main(["case_study", "--seeds", "7"]) == 2
     assert "has no seeds [7]" in capsys.readouterr().err
+    assert main(["case_study", "--seeds", "one"]) == 2
+    assert "seed ids" in capsys.readouterr().err
 
 
 def test_old_run_records_without_new_config_fields_are_reused():
@@ -103,8 +113,15 @@ def test_methods_experiment_covers_every_weighting_and_aggregator():
 
 
 def test_shard_splits_the_runs(capsys):
-    assert experiments.main(["methods", "--shard", "2/2", "--out", "/nonexistent/x.json"]) == 2
-    assert "0 <= k < n" in capsys.readouterr().err
+    assert main(["methods", "--shard", "2/2", "--out", "/nonexistent/x.json"]) == 2
+    assert "0 <= K < N" in capsys.readouterr().err
+    assert main(["methods", "--shard", "1", "--out", "/nonexistent/x.json"]) == 2
+    assert "expected K/N" in capsys.readouterr().err
+    with pytest.raises(cli.UsageError, match="selects no run"):  # K below N but past the runs
+        experiments.select_runs("article_lstm", seeds=[0], shard=(5, 6))
+    runs = experiments.methods_runs()
+    shares = [experiments.select_runs("methods", shard=(k, 3)) for k in range(3)]
+    assert sorted(r.name for share in shares for r in share) == sorted(r.name for r in runs)
 
 
 def test_architectures_experiment_covers_every_architecture():

@@ -5,6 +5,10 @@
     python -m mtl_tutorial.studies.experiments methods         # every weighting and aggregator, 3 seeds
     python -m mtl_tutorial.studies.experiments --list
 
+Two processes side by side: ``--seeds 0 --threads 1`` and ``--seeds 1,2 --threads 1`` (or
+``--shard 0/2`` and ``--shard 1/2``) each train their share and write no summary; once both have
+finished, the same command without ``--seeds``/``--shard`` collects every run into the summary.
+
 Results go to ``book/results/NAME.json`` (override with ``--out``). Every finished run is also
 kept under ``book/results/runs/NAME/`` so an interrupted experiment resumes where it stopped.
 """
@@ -15,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +29,11 @@ import torch
 from mtl_tutorial.baselines import KneserNeyLM, tfidf_logistic_regression
 from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
 from mtl_tutorial.evaluation import delta_m, sample
-from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies import RESULTS, cli
+from mtl_tutorial.studies.cli import UsageError, add_seeds, add_threads, study_parser
 from mtl_tutorial.studies.pipeline import CaseStudyData, prepare_data, train_and_evaluate
-from mtl_tutorial.studies.provenance import provenance
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import load_run, save_run, save_summary
 from mtl_tutorial.tasks import TASKS
 
 SEEDS = (0, 1, 2)
@@ -300,33 +305,51 @@ def summarise(records: list[dict]) -> dict:
     return summary
 
 
-def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None,
-                   seeds: list[int] | None = None, shard: tuple[int, int] | None = None) -> dict:
-    """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``.
+def command_for(name: str) -> str:
+    """The command that trains (or collects) every run of experiment ``name``."""
+    return f"python -m mtl_tutorial.studies.experiments {name}"
 
-    ``seeds`` restricts the runs to those seeds, e.g. to train seeds 0 and 1 in two processes side
-    by side; ``shard=(k, n)`` to every n-th run starting at run k. A last call without either then
-    reuses every finished run and writes the summary.
-    """
+
+def select_runs(name: str, seeds: list[int] | None = None, shard: tuple[int, int] | None = None) -> list[Run]:
+    """The runs of experiment ``name``, restricted to ``seeds`` and to share ``shard=(k, n)``."""
     if name not in EXPERIMENTS:
-        raise KeyError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    started = time.perf_counter()
+        raise UsageError(f"unknown experiment {name!r}; valid experiments are: {', '.join(EXPERIMENTS)}")
     runs = EXPERIMENTS[name]()
     if seeds is not None:
-        unknown = set(seeds) - {r.config.train.seed for r in runs}
+        valid = sorted({r.config.train.seed for r in runs})
+        unknown = sorted(set(seeds) - set(valid))
         if unknown:
-            valid = sorted({r.config.train.seed for r in runs})
-            raise ValueError(f"experiment {name!r} has no seeds {sorted(unknown)}; its seeds are {valid}")
+            raise UsageError(f"experiment {name!r} has no seeds {unknown}; its seeds are {valid}")
         runs = [r for r in runs if r.config.train.seed in seeds]
     if shard is not None:
         k, n = shard
         if not 0 <= k < n:
-            raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}")
+            raise UsageError(f"--shard K/N needs 0 <= K < N, got {k}/{n}")
+        if k >= len(runs):
+            raise UsageError(f"--shard {k}/{n} selects no run: {name!r} has {len(runs)} runs here, so K must be "
+                             f"below {min(n, len(runs))}")
         runs = runs[k::n]
+    return runs
+
+
+def run_experiment(name: str, out: Path | None = None, fresh: bool = False, threads: int | None = None,
+                   seeds: list[int] | None = None, shard: tuple[int, int] | None = None,
+                   force: bool = False) -> dict:
+    """Run (or resume) the experiment ``name``; ``threads`` sets ``torch.set_num_threads``.
+
+    Every finished run is saved at once, atomically, under ``runs/NAME/`` beside ``out``, with its
+    provenance (commit, versions, threads, time) from when it was trained. ``seeds`` restricts the
+    runs to those seeds, ``shard=(k, n)`` to every n-th run starting at run k, e.g. to train in
+    two processes side by side: such a call trains its share and writes no summary. A last call
+    without either reuses every finished run and writes the summary, which never shrinks: one that
+    would hold fewer runs than the stored summary is refused unless ``force``.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    runs = select_runs(name, seeds, shard)
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -336,19 +359,20 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
     for run in runs:
         path = run_dir / (run.name.replace("/", "_") + ".json")
         if path.exists() and not fresh:
-            record = json.loads(path.read_text())
+            record = load_run(path, command_for(name))
             if same_config(record["config"], json.loads(json.dumps(dataclasses.asdict(run.config)))):
                 print(f"[{name}] {run.name}: reusing {path}", flush=True)
                 records.append(record)
                 continue
         print(f"[{name}] {run.name}: training", flush=True)
         record = run_one(run, data)
-        path.write_text(json.dumps(record, indent=1))
+        record["provenance"] = run_provenance()
+        save_run(path, record)
         print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
         records.append(record)
-    if shard is not None:  # a share of the runs: the summary needs them all
-        print(f"[{name}] shard {shard[0]}/{shard[1]}: {len(records)} runs done; collect every run and write "
-              f"{out} with: python -m mtl_tutorial.studies.experiments {name}", flush=True)
+    if seeds is not None or shard is not None:  # a share of the runs: the summary needs them all
+        print(f"[{name}] {len(records)} runs of this share done; when every share has finished, collect every "
+              f"run and write {out} with: {command_for(name)}", flush=True)
         return {"runs": records}
     result = {
         "provenance": prov,
@@ -360,35 +384,47 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
     }
     result["provenance"]["wall_time_s"] = round(time.perf_counter() - started, 1)  # this call only
     result["provenance"]["training_time_s"] = round(sum(r["seconds"] for r in records), 1)  # all runs
-    out.write_text(json.dumps(result, indent=1))
+    result["provenance"]["run_commits"] = sorted({r.get("provenance", {}).get("git_commit", "not recorded")
+                                                  for r in records})
+    save_summary(out, result, force=force, rerun=f"`{command_for(name)}`")
     print(f"wrote {out}")
     return result
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse type: ``"K/N"`` -> ``(K, N)`` with 0 <= K < N."""
+    k, slash, n = text.partition("/")
+    if not slash or not k.isdigit() or not n.isdigit():
+        raise argparse.ArgumentTypeError(f"expected K/N such as 0/2 (run every N-th run from run K), got {text!r}")
+    if not int(k) < int(n):
+        raise argparse.ArgumentTypeError(f"K/N needs 0 <= K < N, got {text!r}")
+    return int(k), int(n)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("name", nargs="?", help=f"one of: {', '.join(EXPERIMENTS)}")
+    parser = study_parser("experiments", __doc__)
+    parser.add_argument("name", nargs="?", choices=list(EXPERIMENTS), metavar="NAME",
+                        help=f"one of: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--list", action="store_true", help="list the experiments")
-    parser.add_argument("--out", type=Path, help="where to write the JSON result")
+    parser.add_argument("--out", type=Path, help="where to write the JSON summary (default: book/results/NAME.json)")
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
-    parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")],
-                        help="only these seeds, comma-separated (default: all)")
-    parser.add_argument("--shard", type=lambda text: tuple(int(x) for x in text.split("/")),
-                        help="K/N: only every N-th run starting at run K (for N processes side by side)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); "
-                        "use 1 to run two experiments side by side on two cores")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the stored summary even if it holds more runs than this call")
+    add_seeds(parser, default=None, help="train only these seeds (no summary is written)")
+    parser.add_argument("--shard", type=shard_spec,
+                        help="K/N: train only every N-th run starting at run K, for N processes side by side "
+                             "(no summary is written)")
+    add_threads(parser)
     args = parser.parse_args(argv)
-    if args.list or not args.name:
+    if args.list:
         for key, make in EXPERIMENTS.items():
             print(f"{key}: {len(make())} runs")
-        return 0 if args.list else 2
-    try:
-        run_experiment(args.name, args.out, args.fresh, args.threads, args.seeds, args.shard)
-    except (KeyError, ValueError) as error:
-        print(error.args[0], file=sys.stderr)
-        return 2
+        return 0
+    if not args.name:
+        parser.error(f"name an experiment: {', '.join(EXPERIMENTS)} (or --list)")
+    run_experiment(args.name, args.out, args.fresh, args.threads, args.seeds, args.shard, args.force)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run(main))

