@@ -174,6 +174,19 @@ def test_killed_experiment_resumes_and_shares_never_shrink_the_summary(tmp_path,
     assert str(finished[0]) in err and "delete it and rerun" in err and err.count("\n") == 1
     assert out.read_text() == before
 
+    # a stored run of another configuration (a reader's exercise) is not overwritten silently
+    finished[0].unlink()
+    assert run_cli(["tiny", "--out", str(out), "--seeds", "0"]) == 0
+    stored = {p: p.read_text() for p in run_dir.glob("*.json")}
+    changed = experiments.EXPERIMENTS["tiny"]()
+    for run in changed:
+        run.config.train.lr = 0.5
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", lambda: changed)
+    assert run_cli(["tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "trained with another configuration" in err and "--fresh" in err and "--out" in err
+    assert {p: p.read_text() for p in run_dir.glob("*.json")} == stored
+
 
 def test_pretrained_collect_with_settings_that_match_no_run_keeps_the_summary(tmp_path, capsys):
     """Reproduced on main: ``--collect`` with another ``--steps`` rewrote pretrained.json with zero runs."""

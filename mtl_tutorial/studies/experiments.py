@@ -364,6 +364,8 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
                 print(f"[{name}] {run.name}: reusing {path}", flush=True)
                 records.append(record)
                 continue
+            raise UsageError(f"{path} holds {run.name} trained with another configuration; to keep it, write "
+                             f"elsewhere with --out; to retrain and replace it, pass --fresh")
         print(f"[{name}] {run.name}: training", flush=True)
         record = run_one(run, data)
         record["provenance"] = run_provenance()
@@ -407,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"one of: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--list", action="store_true", help="list the experiments")
     parser.add_argument("--out", type=Path, help="where to write the JSON summary (default: book/results/NAME.json)")
-    parser.add_argument("--fresh", action="store_true", help="retrain runs even if their results exist")
+    parser.add_argument("--fresh", action="store_true",
+                        help="retrain runs even if their results exist (and replace them)")
     parser.add_argument("--force", action="store_true",
                         help="replace the stored summary even if it holds more runs than this call")
     add_seeds(parser, default=None, help="train only these seeds (no summary is written)")
