@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's own is owner-only 0o600
+
+
 class CorruptFileError(ValueError):
     """A stored file that cannot be read back; the message names the file and the repair."""
 
@@ -39,6 +48,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), _MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

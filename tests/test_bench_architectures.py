@@ -92,4 +92,11 @@ def test_hard_sharing_must_be_there_and_the_cli_refuses_mixed_benchmarks(tiny_mo
     assert "run it without --methods" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--architectures", "--threads", "0"])
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert "argument --threads: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_the_record_names_the_code_and_machine_that_timed_it():
+    record = bench_architectures.provenance("python -m mtl_tutorial.studies.bench --architectures")
+    assert len(record["git_commit"]) == 40 or record["git_commit"] == "unknown"
+    assert isinstance(record["package_modified_since_commit"], bool) and "torch" in record["versions"]
+    assert record["threads"] == torch.get_num_threads() and record["command"].endswith("--architectures")

@@ -207,3 +207,28 @@ def test_cli_robustness_writes_the_table(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["torchjd"].startswith("0.18") and len(record["robustness"]) == 2 * 6
     assert "MGDA, a row x 1e-8" in capsys.readouterr().out
+
+
+def test_every_bench_record_carries_commit_versions_and_threads(tmp_path, capsys, monkeypatch):
+    rows = {name: {"ms_per_step": 1.0, "examples_per_s": 32.0} for name in
+            ("single: a", "single: b", "single: c", "multi-task (equal weights)", "sum of single-task steps")}
+    monkeypatch.setattr(bench, "run_benchmark", lambda steps, trunk: rows)  # no timing: the record is the point
+    out = tmp_path / "bench.json"
+    assert bench.main(["--steps", "2", "--threads", "1", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["command"] == f"python -m mtl_tutorial.studies.bench --steps 2 --threads 1 --out {out}"
+    assert len(record["git_commit"]) == 40 or record["git_commit"] == "unknown"
+    assert isinstance(record["package_modified_since_commit"], bool) and record["threads"] == 1
+    assert record["versions"]["torch"] == torch.__version__ and record["rows"] == rows
+    assert record["ratio_multi_to_sum_of_single"] == 1.0
+
+
+def test_a_smaller_table_is_refused_before_any_timing(tmp_path, capsys, monkeypatch):
+    from mtl_tutorial.studies.cli import UsageError
+
+    out = tmp_path / "bench_methods.json"
+    out.write_text(json.dumps({"rows": {str(i): {} for i in range(30)}, "robustness": [{}] * 12}))
+    monkeypatch.setattr(bench_methods, "run_methods_benchmark", lambda *a, **k: pytest.fail("timed anyway"))
+    with pytest.raises(UsageError, match="holds 42 runs and this call has only 14.*--force"):
+        bench.main(["--methods", "--out", str(out)])
+    assert bench.count_rows(json.loads(out.read_text())) == 42

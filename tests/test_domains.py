@@ -11,19 +11,26 @@ from mtl_tutorial.studies.digits import (
     DigitsConfig,
     DigitsNet,
     check_tasks,
+    digits_sweep,
     load_digits_data,
     split_digits,
+    summarise_sweep,
     task_labels,
     task_losses,
     train_digits,
+    training_pool_size,
 )
 from mtl_tutorial.studies.gridworld import (
     ACTIONS,
+    LEARNERS,
     GridConfig,
     GridWorld,
+    gridworld_study,
+    learners,
     make_q_network,
     parameter_matched_hidden,
     sample_transitions,
+    summarise_gridworld,
     train_gridworld,
 )
 from mtl_tutorial.studies.paired import paired_difference
@@ -118,11 +125,46 @@ def test_paired_difference_counts_and_interval():
     assert math.isclose(r["ci95"][1] - r["mean"], half, rel_tol=1e-9)
     with pytest.raises(ValueError, match="same length"):
         paired_difference([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 1 seed"):
+        paired_difference([], [])
+
+
+def test_one_seed_gives_a_difference_without_spread_or_interval():
+    r = paired_difference([0.75], [0.5])
+    assert r["mean"] == 0.25 and (r["wins"], r["ties"], r["losses"]) == (1, 0, 0)
+    assert r["std"] is None and r["std_a"] is None and r["std_b"] is None and r["ci95"] is None
+
+
+def test_a_sweep_of_one_seed_is_summarised():
+    rows = summarise_sweep(digits_sweep([10], [3], "parity", steps=2))
+    assert len(rows) == 1 and rows[0]["seeds"] == [3] and rows[0]["train_size"] == 10
+    assert rows[0]["ci95"] is None and 0 <= rows[0]["mean_a"] <= 1
+
+
+def test_the_training_pool_holds_1198_images_for_every_seed():
+    _, digits = load_digits_data()
+    assert training_pool_size() == 1198
+    assert {len(split_digits(digits, seed)[0]) for seed in range(3)} == {1198}
 
 
 # ---------------------------------------------------------------- grid world
 
 CORRIDOR = ("....",)  # four cells in a row
+
+
+def test_the_summary_orders_runs_by_the_learners_of_the_comparison():
+    assert tuple(learners(GridWorld())) == LEARNERS
+
+
+def test_gridworld_study_of_one_seed_summarises_and_merges(tmp_path):
+    out = tmp_path / "grid.json"
+    first = gridworld_study([6], [0], out, updates=2, threads=None)
+    assert [r["learner"] for r in first["runs"]] == list(LEARNERS)
+    assert all(row["value_rmse"]["ci95"] is None for row in first["summary"])  # one seed: no interval
+    second = gridworld_study([None], [1], out, updates=2, threads=None)  # another size, another seed: merged
+    assert [(r["num_transitions"], r["seed"]) for r in second["runs"]] == [(6, 0)] * 3 + [(None, 1)] * 3
+    assert second["summary"] == summarise_gridworld(second["runs"]) and len(second["trainings"]) == 2
+    assert second["runs"][0]["trained"] == first["runs"][0]["trained"]  # the stored run keeps its training
 
 
 def test_walls_and_edges_block_moves():

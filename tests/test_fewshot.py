@@ -270,18 +270,85 @@ def test_config_rejects_empty_grids_and_bad_sizes():
     assert dataclasses.asdict(FewShotConfig())["shots"] == (1, 5)
 
 
-def test_command_line_reuses_a_finished_setting_and_records_provenance(tmp_path):
-    from mtl_tutorial.studies.fewshot import main
-
+def stored_setting(tmp_path, shots: int = 1, provenance: dict | None = None) -> dict:
+    """A finished 5-way setting of the default config under ``tmp_path``, as a previous call left it."""
     config = {k: v for k, v in dataclasses.asdict(FewShotConfig(test_episodes=600)).items() if k != "shots"}
     stored = {
         "config": json.loads(json.dumps(config)),
         "methods": {m: {"test_accuracy": 0.5, "test_ci95": 0.01} for m in METHODS},
         "process_cpu_s": {"featurise_s": 10.0, "setting_s": 200.0},
-    }
-    (tmp_path / "5way1shot.json").write_text(json.dumps(stored))
-    result = main(["--shots", "1", "--runs", str(tmp_path), "--out", str(tmp_path / "out.json")])
-    assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(result))
+    } | ({"provenance": provenance} if provenance else {})
+    (tmp_path / f"5way{shots}shot.json").write_text(json.dumps(stored))
+    return stored
+
+
+def test_command_line_reuses_a_finished_setting_and_records_provenance(tmp_path):
+    from mtl_tutorial.studies.fewshot import fewshot_study, main
+
+    trained = {"git_commit": "0" * 40, "trained_at": "2020-01-01T00:00:00+00:00", "command": "an old call"}
+    stored = stored_setting(tmp_path, provenance=trained)
+    out = tmp_path / "out.json"
+    assert main(["--shots", "1", "--runs", str(tmp_path), "--out", str(out)]) == 0
+    result = fewshot_study([1], runs=tmp_path, out=out)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["cpu_s_total"] == 210.0 and "| maml | 50.0 ± 1.0 |" in result["table"]
     assert result["provenance"]["command"].startswith("python -m mtl_tutorial.studies.fewshot")
     assert len(result["split"]["test"]) == 10 and "git_commit" in result["provenance"]
+    # the reused setting keeps the provenance it was computed with; the summary names its commit
+    assert result["settings"]["1-shot"]["provenance"] == trained
+    assert json.loads((tmp_path / "5way1shot.json").read_text()) == stored  # not rewritten
+    assert result["provenance"]["run_commits"] == ["0" * 40]
+
+
+def test_summary_merges_settings_and_never_shrinks(tmp_path):
+    from mtl_tutorial.studies.cli import UsageError
+    from mtl_tutorial.studies.fewshot import fewshot_study
+
+    stored_setting(tmp_path, 1)
+    stored_setting(tmp_path, 5)
+    out = tmp_path / "out.json"
+    assert list(fewshot_study([1, 5], runs=tmp_path, out=out)["settings"]) == ["1-shot", "5-shot"]
+    (tmp_path / "5way5shot.json").unlink()  # the stored summary still holds the 5-shot setting
+    assert list(fewshot_study([1], runs=tmp_path, out=out)["settings"]) == ["1-shot", "5-shot"]
+    before = out.read_bytes()
+    with pytest.raises(UsageError, match="holds 2 runs of another config .test_episodes 600 stored, 50 here.*--force"):
+        fewshot_study([1, 5], episodes=50, runs=tmp_path / "elsewhere", out=out)  # refused before any work
+    assert out.read_bytes() == before
+
+
+def test_a_stored_setting_of_another_config_is_refused_unless_fresh(tmp_path, monkeypatch):
+    from mtl_tutorial.studies import fewshot
+    from mtl_tutorial.studies.cli import UsageError
+
+    stored = stored_setting(tmp_path, 1)
+    monkeypatch.setattr(fewshot, "prepare", lambda config: pytest.fail("computed anyway"))
+    with pytest.raises(UsageError, match=r"5way1shot\.json holds a setting of another config.*--fresh"):
+        fewshot.fewshot_study([1], episodes=50, runs=tmp_path, out=tmp_path / "out.json")
+    assert json.loads((tmp_path / "5way1shot.json").read_text()) == stored
+
+
+def test_a_broken_setting_names_its_file_and_the_repair(tmp_path):
+    from mtl_tutorial.files import CorruptFileError
+    from mtl_tutorial.studies.fewshot import fewshot_study
+
+    (tmp_path / "5way1shot.json").write_text('{"config": {"text": ')
+    with pytest.raises(CorruptFileError, match=r"5way1shot\.json is not valid JSON.*delete it and rerun"):
+        fewshot_study([1], runs=tmp_path, out=tmp_path / "out.json")
+
+
+def test_a_new_setting_is_saved_at_once_with_the_provenance_of_its_training(tmp_path, monkeypatch):
+    from mtl_tutorial.studies import fewshot
+
+    stored_setting(tmp_path, 1)  # reused as it is
+    fake = FewShotData(toy_corpus(), CategorySplit(train=(0, 1, 2, 3, 4), val=(5, 6), test=(7, 8)), None)
+    monkeypatch.setattr(fewshot, "prepare", lambda config: fake)
+    monkeypatch.setattr(fewshot, "pretrain_classifier", lambda *args: ("pretrained", [1.0] * 100))
+    monkeypatch.setattr(fewshot, "run_setting", lambda config, bench, shots, pretrained: {
+        "shots": shots, "methods": {m: {"test_accuracy": 0.6, "test_ci95": 0.02} for m in METHODS}})
+    result = fewshot.fewshot_study([1, 5], runs=tmp_path, out=tmp_path / "out.json", threads=None)
+    saved = json.loads((tmp_path / "5way5shot.json").read_text())
+    assert saved == json.loads(json.dumps(result["settings"]["5-shot"]))
+    assert {"git_commit", "package_modified_since_commit", "versions", "threads", "trained_at"} <= set(saved["provenance"])
+    assert saved["provenance"]["command"] == "python -m mtl_tutorial.studies.fewshot --shots 5 --episodes 600"
+    assert "provenance" not in result["settings"]["1-shot"]  # the stored setting had none: none is invented
+    assert result["provenance"]["run_commits"] == sorted({saved["provenance"]["git_commit"], "not recorded"})

@@ -309,10 +309,11 @@ def test_sine_command_line_stores_weights_that_reproduce_its_curves(tmp_path):
     from mtl_tutorial.studies.sine import main, model_from_json
 
     out = tmp_path / "sine.json"
-    main(["--out", str(out), "--meta-steps", "3", "--eval-tasks", "4", "--methods", "maml", "joint"])
+    assert main(["--out", str(out), "--meta-steps", "3", "--eval-tasks", "4", "--methods", "maml", "joint"]) == 0
     record = json.loads(out.read_text())
     assert list(record["runs"]) == ["maml", "joint"]
     assert record["provenance"]["command"].endswith("--methods maml joint")
+    assert {"git_commit", "versions", "threads", "trained_at"} <= set(record["runs"]["maml"]["provenance"])
     run = record["runs"]["maml"]
     config = SineConfig(**run["config"])
     assert config.meta_steps == 3 and config.eval_steps == tuple(range(11))
@@ -326,3 +327,23 @@ def test_sine_command_line_stores_weights_that_reproduce_its_curves(tmp_path):
                            flat(dict(model_from_json(record["runs"]["joint"]["weights"]).named_parameters())))
     with pytest.raises(ValueError, match="hidden sizes"):
         model_from_json(run["weights"], hidden=(40,))
+
+
+def test_sine_study_merges_runs_of_the_same_config_and_never_shrinks(tmp_path):
+    """A call with fewer methods keeps the stored runs and their provenance; another config is refused
+    (the book's runs used 20,000 steps: a default call must not replace them)."""
+    from mtl_tutorial.studies.cli import UsageError
+    from mtl_tutorial.studies.sine import sine_study
+
+    out = tmp_path / "sine.json"
+    first = sine_study(["maml", "joint"], meta_steps=2, eval_tasks=3, out=out, threads=None)
+    second = sine_study(["joint"], meta_steps=2, eval_tasks=3, out=out, threads=None)
+    assert list(second["runs"]) == ["maml", "joint"]
+    assert second["runs"]["maml"] == json.loads(json.dumps(first["runs"]["maml"]))  # provenance kept
+    assert second["runs"]["joint"]["mse"] == json.loads(json.dumps(first["runs"]["joint"]["mse"]))  # deterministic
+    assert second["provenance"]["cpu_time_s"] == round(sum(r["cpu_s"] for r in second["runs"].values()), 1)
+    before = out.read_bytes()
+    with pytest.raises(UsageError, match="holds 2 runs of another config .meta_steps 2 stored, 3 here.*--force"):
+        sine_study(["maml", "joint"], meta_steps=3, eval_tasks=3, out=out)  # as many runs, but not those
+    assert out.read_bytes() == before
+    assert list(sine_study(["joint"], meta_steps=3, eval_tasks=3, out=out, threads=None, force=True)["runs"]) == ["joint"]

@@ -233,9 +233,20 @@ def test_recorded_runs_load_back_with_their_provenance(tmp_path):
     assert torch.equal(loaded["runs"]["c"]["end"]["cagrad"], run_toy_many(["cagrad"], PAPER_STARTS, 10, options={"cagrad": {"c": 0.2}})["cagrad"][-1])
 
 
+def test_a_broken_record_names_its_file_and_the_repair(tmp_path):
+    from mtl_tutorial.files import CorruptFileError
+
+    path = tmp_path / "toy.pt"
+    record_toy_runs(path, {"one": {"methods": ["mean"], "steps": 3}}, stride=1, processes=1)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(CorruptFileError, match=r"cannot load .*toy\.pt .*record it again"):
+        load_toy_runs(path)
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "toy.pt"]  # no temporary file left behind
+
+
 def test_the_benchmark_command_checks_its_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--steps", "0"])
-    assert "--steps must be at least 1" in capsys.readouterr().err
+    assert "argument --steps: expected a positive integer, got 0" in capsys.readouterr().err
     assert main(["bench", "--steps", "20", "--processes", "1"]) == 0  # below 100,000 steps it only reports
     assert "CPU ms per step" in capsys.readouterr().out

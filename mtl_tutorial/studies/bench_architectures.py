@@ -22,9 +22,6 @@ recorded; on a loaded machine the CPU-time ratio is the steadier one.
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -35,10 +32,14 @@ from torch import nn
 from mtl_tutorial.architectures import ARCHITECTURES
 from mtl_tutorial.batching import Batch, TaskStream
 from mtl_tutorial.step import train_step
-from mtl_tutorial.studies.bench_methods import Configuration, Timings, interleaved_timings
+from mtl_tutorial.studies.bench_methods import (
+    Configuration,
+    Timings,
+    bench_provenance,
+    interleaved_timings,
+)
 from mtl_tutorial.studies.experiments import CASE_STUDY_WEIGHTS, case_study_config
 from mtl_tutorial.studies.pipeline import build_model, prepare_data
-from mtl_tutorial.studies.provenance import git_state
 from mtl_tutorial.tasks import TASKS, Task
 from mtl_tutorial.weightings import Static
 
@@ -131,20 +132,9 @@ def run_architectures_benchmark(
 
 
 def provenance(command: str) -> dict:
-    """Command, date, git commit, torch version and threads, machine and its CPU count."""
-    commit, _ = git_state()
-    return {
-        "command": command,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-    }
+    """Command, date, git commit (and whether the package differs from it), versions, threads,
+    machine and its CPU count: :func:`~mtl_tutorial.studies.bench_methods.bench_provenance`."""
+    return bench_provenance(command)
 
 
 def print_table(result: Mapping[str, dict]) -> None:

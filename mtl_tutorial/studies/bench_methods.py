@@ -52,6 +52,9 @@ row, $\|d\|$, and how many directions conflict with a task or are exactly zero.
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import random
 import statistics
 import time
@@ -67,6 +70,7 @@ from mtl_tutorial.aggregators import AGGREGATORS, Aggregator, make_aggregator
 from mtl_tutorial.batching import Batch
 from mtl_tutorial.step import train_step
 from mtl_tutorial.studies.pipeline import case_study_setup
+from mtl_tutorial.studies.provenance import git_state, versions
 from mtl_tutorial.tasks import Task
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Weighting, make_weighting
 
@@ -86,6 +90,26 @@ STATIC_WEIGHTS = (0.2, 0.2, 1.0)  # sentiment, source, generation
 DWA_STEPS_PER_EPOCH = 50
 BASELINE = "equal"
 INSTALL_HINT = "install the benchmark extra: pip install -e '.[bench]' (torchjd 0.18 with cvxpy)"
+
+
+def bench_provenance(command: str) -> dict:
+    """What every benchmark record carries: the command, date, git commit and whether the package
+    differs from it, package versions, torch threads, and the machine (CPUs, load at the start)."""
+    commit, modified = git_state()
+    return {
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git_commit": commit,
+        "package_modified_since_commit": modified,
+        "versions": versions(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+    }
 
 
 def require_torchjd():

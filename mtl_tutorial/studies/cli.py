@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from mtl_tutorial.files import CorruptFileError
@@ -60,6 +61,49 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer >= ``minimum`` (``int_at_least(1)`` is :func:`positive_int`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # what argparse names in its own messages
+    return parse
+
+
+def _writable_folder(folder: Path, text: str) -> None:
+    """Raise unless ``folder`` is, or can be created as, a folder this process may write into."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no write permission in {existing}")
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file to write, checked before any work (not a folder; its folder writable)."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file; give the path of the file to write")
+    _writable_folder(path.absolute().parent, text)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder to write files into, checked before any work (created when needed)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    _writable_folder(path.absolute(), text)
+    return path
+
+
 def seed_ids(text: str) -> list[int]:
     """argparse type: ``"3"``, ``"0,1,2"`` or ``"0-7"`` (inclusive) -> seed ids."""
     seeds: list[int] = []
@@ -93,10 +137,22 @@ def add_seeds(parser: argparse.ArgumentParser, default: Iterable[int] | None,
                         help=f"{help}: ids such as 0 1 2, 0,1,2 or 0-7 (default: {shown})")
 
 
+def seeds_text(seeds: Sequence[int]) -> str:
+    """Seed ids as ``--seeds`` takes them: ``0-7`` for a run of three or more, else ``0 2 5``."""
+    return _compact(list(seeds))
+
+
 def _compact(seeds: Sequence[int]) -> str:
     if seeds and list(seeds) == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
         return f"{seeds[0]}-{seeds[-1]}"
     return " ".join(map(str, seeds))
+
+
+def add_force(parser: argparse.ArgumentParser, what: str = "the stored summary") -> None:
+    """``--force``: replace ``what`` even when it holds more runs than this call would store."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} even if it holds more runs than this call (default: refuse, "
+                             "or merge this call's runs into it where the study can)")
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int | None = None) -> None:

@@ -16,12 +16,20 @@ information about an image; it can only change what the shared trunk is pushed t
 The multi-task model minimises a weighting of the two mean cross-entropies (by default the
 article's equal weights, $L = \tfrac12 (L_\text{digit} + L_\text{aux})$), the single-task model the
 digit loss alone, with the same trunk, the same data and the same number of steps.
+
+The command line runs the sweep of chapter 3.1 (720 runs) into
+``book/results/domains_digits.json``::
+
+    python -m mtl_tutorial.studies.digits [--sizes 20 50 100 200 400 1198] [--seeds 0-19]
+        [--auxiliary loop parity ge5] [--threads 1] [--out FILE] [--force]
+
+A call with fewer seeds, sizes or auxiliary tasks merges its runs into the stored summary when
+both have the same config (a run of the same auxiliary task, size, seed and model is replaced),
+so the summary never shrinks; a summary of another config is refused unless ``--force``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +41,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.cli import (
+    StudyParser,
+    UsageError,
+    add_force,
+    add_seeds,
+    add_threads,
+    apply_threads,
+    output_file,
+    positive_int,
+    run,
+    seeds_text,
+    study_parser,
+)
 from mtl_tutorial.studies.paired import paired_difference
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import (
+    check_summary,
+    load_summary,
+    merge_runs,
+    refuse_other_config,
+    save_summary,
+)
 from mtl_tutorial.weightings import make_weighting
 
 # A class-level convention, not a per-image annotation: 4 is written open in most of these
@@ -237,33 +266,107 @@ def summarise_sweep(records: Sequence[dict]) -> list[dict]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.digits", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 200, 400, 1198])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1")
-    parser.add_argument("--auxiliary", nargs="+", default=list(AUXILIARY_TASKS), choices=list(AUXILIARY_TASKS))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "domains_digits.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from mtl_tutorial.studies.provenance import provenance
+MODELS = ("multitask", "single")
+SIZES = (20, 50, 100, 200, 400, 1198)  # 1198: the whole training pool
+COMMAND = "python -m mtl_tutorial.studies.digits"
 
+
+def run_key(record: dict) -> tuple[int, int, int, int]:
+    """Where a run sits in the summary: (auxiliary task, training size, seed, model), in that order."""
+    return (list(AUXILIARY_TASKS).index(record["auxiliary"]), record["train_size"], record["seed"],
+            MODELS.index(record["model"]))
+
+
+def training_pool_size(test_fraction: float = DigitsConfig.test_fraction) -> int:
+    """How many images the training pool holds (the same for every seed): 1,198 by default."""
+    return len(split_digits(load_digits_data()[1], 0, test_fraction)[0])
+
+
+def mergeable_summary(out: Path, config: dict) -> dict | None:
+    """The summary stored at ``out`` (None if there is none); one of another config is refused."""
+    stored = load_summary(out)
+    if stored is not None:
+        refuse_other_config(out, len(stored.get("runs", [])), stored.get("config"), config)
+    return stored
+
+
+def digits_study(sizes: Sequence[int] = SIZES, seeds: Sequence[int] = range(20),
+                 auxiliary: Sequence[str] = tuple(AUXILIARY_TASKS), out: str | Path = RESULTS / "domains_digits.json",
+                 steps: int = DigitsConfig.steps, threads: int | None = 1, force: bool = False) -> dict:
+    """Run :func:`digits_sweep` for every auxiliary task and write the summary to ``out``; return it.
+
+    The summary never shrinks: when ``out`` holds a summary of the same config, its runs and
+    this call's are merged (this call's replace those of the same :func:`run_key`) and the
+    summary is recomputed from all of them; a summary of another config is refused before any
+    training, unless ``force``, which replaces the stored summary with this call's runs.
+    Every run names the call that trained it (``run["trained"]``, a key of ``"trainings"``).
+    """
+    sizes, seeds, auxiliary = list(dict.fromkeys(sizes)), sorted(set(seeds)), list(dict.fromkeys(auxiliary))
+    pool = training_pool_size()
+    bad = [n for n in sizes if not 10 <= n <= pool]
+    if bad:
+        raise UsageError(f"--sizes must lie between 10 (one image per digit) and {pool} (the training pool), "
+                         f"got {' '.join(map(str, bad))}")
+    unknown = [a for a in auxiliary if a not in AUXILIARY_TASKS]
+    if unknown or not auxiliary or not seeds:
+        raise UsageError(f"give seeds and auxiliary tasks from: {', '.join(AUXILIARY_TASKS)}; got {unknown or 'none'}")
+    out = Path(out)
+    config = asdict(DigitsConfig(steps=steps))
+    command = (f"{COMMAND} --sizes {' '.join(map(str, sizes))} --seeds {seeds_text(seeds)} --auxiliary "
+               f"{' '.join(auxiliary)}" + (f" --steps {steps}" if steps != DigitsConfig.steps else "")
+               + (f" --threads {threads}" if threads else ""))
+    stored = None if force else mergeable_summary(out, config)
+    this_call = {(a, n, s, m) for a in auxiliary for n in sizes for s in seeds for m in MODELS}
+    kept = {(r["auxiliary"], r["train_size"], r["seed"], r["model"]) for r in (stored or {}).get("runs", [])}
+    check_summary(out, len(kept | this_call), force, rerun=f"`{COMMAND}` with every seed")
+    apply_threads(threads)
     started = time.perf_counter()
-    records = [r for aux in args.auxiliary for r in digits_sweep(args.sizes, range(args.seeds), aux)]
-    result = {"provenance": provenance("domains_digits", started, args.threads, list(range(args.seeds))),
-              "config": asdict(DigitsConfig()), "summary": summarise_sweep(records), "runs": records}
-    result["provenance"]["command"] = ("python -m mtl_tutorial.studies.digits --sizes " + " ".join(map(str, args.sizes))
-                                       + f" --seeds {args.seeds} --auxiliary {' '.join(args.auxiliary)}"
-                                       + f" --threads {args.threads}")
-    result["provenance"]["training_time_s"] = round(sum(r["seconds"] for r in records), 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    for row in result["summary"]:
-        print(f"{row['auxiliary']:7s} n={row['train_size']:5d}: multi-task {100 * row['mean_a']:.1f}%, single "
-              f"{100 * row['mean_b']:.1f}%, paired difference {100 * row['mean']:+.2f} ± {100 * row['std']:.2f} "
-              f"points (95% CI {100 * row['ci95'][0]:+.2f} .. {100 * row['ci95'][1]:+.2f})")
+    training = run_provenance() | {"command": command}
+    records = [r for aux in auxiliary for r in digits_sweep(sizes, seeds, aux, steps=steps)]
+    stored = None if force else mergeable_summary(out, config)  # again: another call may have written since
+    runs, trainings = merge_runs(stored, records, run_key, training)
+    runs.sort(key=run_key)
+    prov = provenance("domains_digits", started, threads, sorted({r["seed"] for r in runs}), command)
+    prov["training_time_s"] = round(sum(r["seconds"] for r in runs), 1)  # every run the summary holds
+    prov["run_commits"] = sorted({t.get("git_commit", "not recorded") for t in trainings.values()})
+    result = {"provenance": prov, "config": config, "summary": summarise_sweep(runs), "runs": runs,
+              "trainings": trainings}
+    save_summary(out, result, force, rerun=f"`{COMMAND}` with every seed")
     return result
 
 
+def _spread(row: dict) -> str:
+    if row["ci95"] is None:
+        return f"paired difference {100 * row['mean']:+.2f} points (one seed: no spread, no interval)"
+    return (f"paired difference {100 * row['mean']:+.2f} ± {100 * row['std']:.2f} points (95% CI "
+            f"{100 * row['ci95'][0]:+.2f} .. {100 * row['ci95'][1]:+.2f})")
+
+
+def make_parser() -> StudyParser:
+    parser = study_parser("digits", __doc__)
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=list(SIZES),
+                        help="training images per run, 10 to 1198 (default: %(default)s)")
+    add_seeds(parser, default=range(20))
+    parser.add_argument("--auxiliary", nargs="+", default=list(AUXILIARY_TASKS), choices=list(AUXILIARY_TASKS),
+                        help="auxiliary tasks, one sweep each (default: all)")
+    parser.add_argument("--steps", type=positive_int, default=DigitsConfig.steps,
+                        help="full-batch Adam steps per run (default: %(default)s; fewer for a quick try)")
+    add_threads(parser, default=1)
+    parser.add_argument("--out", type=output_file, default=RESULTS / "domains_digits.json",
+                        help="the summary to write (default: book/results/domains_digits.json)")
+    add_force(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    result = digits_study(args.sizes, args.seeds, args.auxiliary, args.out, args.steps, args.threads, args.force)
+    for row in result["summary"]:
+        print(f"{row['auxiliary']:7s} n={row['train_size']:5d}, {len(row['seeds'])} seeds: multi-task "
+              f"{100 * row['mean_a']:.1f}%, single {100 * row['mean_b']:.1f}%, {_spread(row)}")
+    print(f"wrote {args.out}: {len(result['runs'])} runs")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

@@ -1,6 +1,7 @@
 r"""The WordNet few-shot benchmark: MAML, FOMAML, Reptile, pre-training + fine-tuning, and scratch.
 
-    python -m mtl_tutorial.studies.fewshot [--out book/results/fewshot.json] [--episodes 600] [--threads 1]
+    python -m mtl_tutorial.studies.fewshot [--shots 1 5] [--episodes 600] [--threads 1] [--out FILE]
+        [--runs FOLDER] [--fresh] [--force]
 
 Task: 5-way K-shot classification of WordNet definitions into lexicographer categories never seen
 in training (:mod:`mtl_tutorial.meta.wordnet`: 25 meta-train, 10 meta-val, 10 meta-test categories,
@@ -26,14 +27,16 @@ function of ``(seed + 2, i)``, so every method is scored on the same episodes an
 pairwise (:func:`~mtl_tutorial.meta.evaluation.paired_difference`). Each finished setting is
 kept under ``book/results/runs/fewshot/`` so that an interrupted run resumes, and so that the
 1-shot and 5-shot settings can run in two processes (``--shots 1`` and ``--shots 5``) and be
-gathered by a last call.
+gathered by a last call. Each setting carries the provenance of the call that computed it (commit,
+versions, threads, time), which a later call that reuses it keeps. The summary never shrinks: a
+call merges its settings with the stored summary's; stored settings or a summary of another
+config (e.g. another ``--episodes``) are refused before any work, unless ``--fresh`` (the
+settings) or ``--force`` (the summary).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -62,6 +65,30 @@ from mtl_tutorial.meta.wordnet import (
     split_categories,
 )
 from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.cli import (
+    StudyParser,
+    UsageError,
+    add_force,
+    add_threads,
+    apply_threads,
+    int_at_least,
+    output_file,
+    output_folder,
+    positive_int,
+    run,
+    study_parser,
+)
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import (
+    check_summary,
+    config_differences,
+    load_run,
+    load_summary,
+    refuse_other_config,
+    same_json,
+    save_run,
+    save_summary,
+)
 
 METHODS = ("maml", "fomaml", "reptile", "pretrain", "scratch")
 META_METHODS = ("maml", "fomaml", "reptile")
@@ -236,33 +263,72 @@ def table(settings: dict[str, dict], methods: Sequence[str] = METHODS) -> str:
     return "\n".join([header, *rows])
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.fewshot", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS / "fewshot.json")
-    parser.add_argument("--episodes", type=int, default=600, help="meta-test episodes per setting")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--runs", type=Path, default=RESULTS / "runs" / "fewshot",
-                        help="folder of finished settings, reused when their config matches")
-    parser.add_argument("--fresh", action="store_true", help="recompute settings already stored under --runs")
-    args = parser.parse_args(argv)
-    from mtl_tutorial.studies.provenance import provenance
+COMMAND = "python -m mtl_tutorial.studies.fewshot"
 
+
+def count_settings(result: dict) -> int:
+    """The number of settings (e.g. 1-shot, 5-shot) a summary holds."""
+    return len(result.get("settings", {}))
+
+
+def _command(shots: Sequence[int] | None, episodes: int, threads: int | None) -> str:
+    return (COMMAND + (f" --shots {' '.join(map(str, shots))}" if shots is not None else "")
+            + f" --episodes {episodes}" + (f" --threads {threads}" if threads else ""))
+
+
+def mergeable_settings(out: Path, shared: dict) -> dict[str, dict]:
+    """The settings of the summary stored at ``out``, as they are stored; one of another config is refused."""
+    settings = (load_summary(out) or {}).get("settings", {})
+    for setting in settings.values():
+        refuse_other_config(out, len(settings), setting.get("config"), shared)
+    return settings
+
+
+def stored_setting(path: Path, shared: dict, command: str) -> dict | None:
+    """The finished setting stored at ``path`` (None if there is none); one of another config is refused."""
+    if not path.exists():
+        return None
+    record = load_run(path, command)
+    if not same_json(record.get("config"), shared):
+        raise UsageError(f"{path} holds a setting of another config ({config_differences(record.get('config'), shared)}"
+                         "); pass --fresh to recompute and replace it, or choose another --runs folder")
+    return record
+
+
+def fewshot_study(shots: Sequence[int] = (1, 5), episodes: int = 600, out: str | Path = RESULTS / "fewshot.json",
+                  runs: str | Path = RESULTS / "runs" / "fewshot", fresh: bool = False, force: bool = False,
+                  threads: int | None = 1) -> dict:
+    """Compute (or reuse) each setting of ``shots`` under ``runs``; write the summary to ``out``; return it.
+
+    A setting stored under ``runs`` is reused with the provenance it was computed with
+    (``fresh`` recomputes it; one of another config is refused without ``fresh``); a newly
+    computed one is saved there at once with
+    :func:`~mtl_tutorial.studies.provenance.run_provenance`. The summary holds this call's
+    settings and the stored summary's other settings; a stored summary of another config is
+    refused before any work, unless ``force``, which replaces it with this call's settings.
+    """
     started_wall, started_cpu = time.perf_counter(), time.process_time()
-    torch.set_num_threads(args.threads)
-    config = FewShotConfig(shots=tuple(args.shots), test_episodes=args.episodes)
+    config = FewShotConfig(shots=tuple(dict.fromkeys(shots)), test_episodes=episodes)
+    out, runs = Path(out), Path(runs)
     shared = {k: v for k, v in asdict(config).items() if k != "shots"}
+    kept = {} if force else mergeable_settings(out, shared)
+    names = {f"{k}-shot" for k in config.shots}
+    rerun = f"`{COMMAND}` with every --shots and the stored --episodes"
+    check_summary(out, len(kept.keys() | names), force, count_settings, rerun=rerun)
     settings, cpu = {}, {}
+    for shots_k in config.shots:  # every stored setting is checked before any work
+        path = runs / f"{config.num_ways}way{shots_k}shot.json"
+        record = None if fresh else stored_setting(path, shared, _command([shots_k], episodes, threads))
+        if record is not None:
+            print(f"reusing {path}")
+            settings[f"{shots_k}-shot"] = record  # with the provenance it was computed with
+    apply_threads(threads)
     bench = pretrained = None
-    for shots in config.shots:
-        path = args.runs / f"{config.num_ways}way{shots}shot.json"
-        if path.exists() and not args.fresh:
-            stored = json.loads(path.read_text())
-            if stored["config"] == json.loads(json.dumps(shared)):
-                print(f"reusing {path}")
-                settings[f"{shots}-shot"] = stored
-                continue
-            print(f"{path} has another config; recomputing it")
+    for shots_k in config.shots:
+        if f"{shots_k}-shot" in settings:
+            continue
+        path = runs / f"{config.num_ways}way{shots_k}shot.json"
+        command = _command([shots_k], episodes, threads)
         if bench is None:
             t = time.process_time()
             bench = prepare(config)
@@ -274,34 +340,58 @@ def main(argv: Sequence[str] | None = None) -> dict:
             cpu["pretrain_s"] = round(time.process_time() - t, 1)
             print(f"featurised in {cpu['featurise_s']} CPU-s; pre-trained in {cpu['pretrain_s']} CPU-s, "
                   f"last loss {sum(losses[-100:]) / 100:.3f}", flush=True)
-        t = time.process_time()
-        record = run_setting(config, bench, shots, pretrained)
+        t, wall = time.process_time(), time.perf_counter()
+        training = run_provenance() | {"command": command}
+        record = run_setting(config, bench, shots_k, pretrained)
         # featurising and pre-training are charged to the first setting this process computes
         record |= {"config": shared, "process_cpu_s": cpu | {"setting_s": round(time.process_time() - t, 1)},
-                   "provenance": provenance("fewshot", started_wall, args.threads, [config.seed])}
-        record["provenance"]["command"] = f"python -m mtl_tutorial.studies.fewshot --shots {shots} --episodes " \
-                                          f"{args.episodes} --threads {args.threads}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1))
-        settings[f"{shots}-shot"] = record
+                   "provenance": training | {"wall_time_s": round(time.perf_counter() - wall, 1)}}
+        save_run(path, record)
+        settings[f"{shots_k}-shot"] = record
         cpu = {}
+    kept = {} if force else mergeable_settings(out, shared)  # again: another call may have written since
+    settings = dict(sorted((kept | settings).items(), key=lambda item: int(item[0].split("-")[0])))
+    prov = provenance("fewshot", started_wall, threads, [config.seed], _command(config.shots, episodes, threads))
+    prov["cpu_time_s"] = round(time.process_time() - started_cpu, 1)  # this call only
+    prov["run_commits"] = sorted({s.get("provenance", {}).get("git_commit", "not recorded") for s in settings.values()})
     result = {
         "benchmark": f"WordNet lexicographer categories, {config.num_ways}-way, {config.num_queries} queries per "
-                     f"class, {args.episodes} meta-test episodes per setting",
+                     f"class, {episodes} meta-test episodes per setting",
         "split": {part: split_categories(num_val=10, num_test=10, seed=config.split_seed).names(part)
                   for part in ("train", "val", "test")},
         "table": table(settings),
         "cpu_s_total": round(sum(sum(s["process_cpu_s"].values()) for s in settings.values()), 1),
         "settings": settings,
-        "provenance": provenance("fewshot", started_wall, args.threads, [config.seed])
-        | {"command": f"python -m mtl_tutorial.studies.fewshot --episodes {args.episodes} --threads {args.threads}",
-           "cpu_time_s": round(time.process_time() - started_cpu, 1)},
+        "provenance": prov,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(result["table"])
+    save_summary(out, result, force, count_settings, rerun=rerun)
     return result
 
 
+def make_parser() -> StudyParser:
+    parser = study_parser("fewshot", __doc__)
+    parser.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5],
+                        help="support examples per class, one setting each (default: 1 5)")
+    parser.add_argument("--episodes", type=int_at_least(2), default=600,
+                        help="meta-test episodes per setting, at least 2 (default: %(default)s)")
+    add_threads(parser, default=1)
+    parser.add_argument("--out", type=output_file, default=RESULTS / "fewshot.json",
+                        help="the summary to write (default: book/results/fewshot.json)")
+    parser.add_argument("--runs", type=output_folder, default=RESULTS / "runs" / "fewshot",
+                        help="folder of finished settings, reused when their config matches "
+                             "(default: book/results/runs/fewshot)")
+    parser.add_argument("--fresh", action="store_true", help="recompute settings already stored under --runs")
+    add_force(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    result = fewshot_study(args.shots, args.episodes, args.out, args.runs, args.fresh, args.force, args.threads)
+    print(result["table"])
+    print(f"wrote {args.out}")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

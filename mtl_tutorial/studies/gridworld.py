@@ -22,12 +22,20 @@ Both fit $Q$ by fitted Q-iteration with a target network (DQN's update, Mnih et 
 loss of goal $g$ is $L_g = \operatorname{mean}_{(s,a,s'),\, s \ne g}\,
 (Q_g(s,a) - y)^2$, $y = -1 + \gamma\,[s' \ne g] \max_{a'} \bar Q_g(s', a')$, and the objective is
 the package's equal weighting $\tfrac1G \sum_g L_g$.
+
+The command line runs chapter 3.2's comparison into ``book/results/domains_gridworld.json``::
+
+    python -m mtl_tutorial.studies.gridworld [--sizes 40 80 160 all] [--seeds 0-9] [--threads 1]
+        [--out FILE] [--force]
+
+A call with fewer seeds or sizes merges its runs into the stored summary when both have the
+same config (a run of the same learner, number of transitions and seed is replaced), so the
+summary never shrinks; a summary of another config is refused unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -39,7 +47,27 @@ import torch
 from torch import Tensor, nn
 
 from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.cli import (
+    StudyParser,
+    add_force,
+    add_seeds,
+    add_threads,
+    apply_threads,
+    output_file,
+    positive_int,
+    run,
+    seeds_text,
+    study_parser,
+)
 from mtl_tutorial.studies.paired import paired_difference
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import (
+    check_summary,
+    load_summary,
+    merge_runs,
+    refuse_other_config,
+    save_summary,
+)
 from mtl_tutorial.weightings import make_weighting
 
 ACTIONS: dict[str, tuple[int, int]] = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
@@ -392,35 +420,107 @@ def summarise_gridworld(records: Sequence[dict], baseline: str = "shared") -> li
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.gridworld", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["40", "80", "160", "all"],
-                        help="transitions per run, relabelled for every goal; 'all': each (s, a) pair once")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "domains_gridworld.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from mtl_tutorial.studies.provenance import provenance
+SIZES: tuple[int | None, ...] = (40, 80, 160, None)  # None: every (s, a) pair once
+COMMAND = "python -m mtl_tutorial.studies.gridworld"
+LEARNERS = ("shared", "separate", "separate, same parameters")  # the labels of learners(), in order
 
+
+def run_key(record: dict) -> tuple[float, int, int]:
+    """Where a run sits in the summary: (transitions, 'all' last; seed; learner), in that order."""
+    size = record["num_transitions"]
+    return (float("inf") if size is None else size, record["seed"], LEARNERS.index(record["learner"]))
+
+
+def transitions(text: str) -> int | None:
+    """argparse type: a positive number of transitions, or ``all`` (every (s, a) pair once) -> None."""
+    if text == "all":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of transitions or 'all', got {text!r}") from None
+
+
+def mergeable_summary(out: Path, config: dict, world: dict) -> dict | None:
+    """The summary stored at ``out`` (None if there is none); one of another config or world is refused."""
+    stored = load_summary(out)
+    if stored is not None:
+        refuse_other_config(out, len(stored.get("runs", [])), {**stored.get("config", {}), "world": stored.get("world")},
+                            {**config, "world": world})
+    return stored
+
+
+def gridworld_study(sizes: Sequence[int | None] = SIZES, seeds: Sequence[int] = range(10),
+                    out: str | Path = RESULTS / "domains_gridworld.json", updates: int = GridConfig.updates,
+                    threads: int | None = 1, force: bool = False) -> dict:
+    """Run :func:`gridworld_sweep` in the four rooms and write the summary to ``out``; return it.
+
+    The summary never shrinks: when ``out`` holds a summary of the same config and world, its
+    runs and this call's are merged (this call's replace those of the same :func:`run_key`) and
+    the summary is recomputed from all of them; a summary of another config is refused before
+    any training, unless ``force``, which replaces it with this call's runs. Every run
+    names the call that trained it (``run["trained"]``, a key of ``"trainings"``).
+    """
+    sizes, seeds = list(dict.fromkeys(sizes)), sorted(set(seeds))
+    if not sizes or not seeds or any(n is not None and n < 1 for n in sizes):
+        raise ValueError(f"give positive numbers of transitions (or None for all) and seeds, got {sizes}, {seeds}")
+    out = Path(out)
+    config = asdict(GridConfig(updates=updates))
+    world = {"layout": list(FOUR_ROOMS), "goals": list(FOUR_ROOMS_GOALS)}
+    shown = " ".join("all" if n is None else str(n) for n in sizes)
+    command = (f"{COMMAND} --sizes {shown} --seeds {seeds_text(seeds)}"
+               + (f" --updates {updates}" if updates != GridConfig.updates else "")
+               + (f" --threads {threads}" if threads else ""))
+    stored = None if force else mergeable_summary(out, config, world)
+    this_call = {(label, n, s) for label in LEARNERS for n in sizes for s in seeds}
+    kept = {(r["learner"], r["num_transitions"], r["seed"]) for r in (stored or {}).get("runs", [])}
+    check_summary(out, len(kept | this_call), force, rerun=f"`{COMMAND}` with every seed")
+    apply_threads(threads)
     started = time.perf_counter()
-    sizes = [None if size == "all" else int(size) for size in args.sizes]
-    records = gridworld_sweep(sizes, range(args.seeds))
-    result = {"provenance": provenance("domains_gridworld", started, args.threads, list(range(args.seeds))),
-              "config": asdict(GridConfig()), "world": {"layout": list(FOUR_ROOMS), "goals": list(FOUR_ROOMS_GOALS)},
-              "summary": summarise_gridworld(records), "runs": records}
-    result["provenance"]["command"] = (f"python -m mtl_tutorial.studies.gridworld --sizes {' '.join(map(str, args.sizes))}"
-                                       f" --seeds {args.seeds} --threads {args.threads}")
-    result["provenance"]["training_time_s"] = round(sum(r["seconds"] for r in records), 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    training = run_provenance() | {"command": command}
+    records = gridworld_sweep(sizes, seeds, updates=updates)
+    stored = None if force else mergeable_summary(out, config, world)  # again: another call may have written
+    runs, trainings = merge_runs(stored, records, run_key, training)
+    runs.sort(key=run_key)
+    prov = provenance("domains_gridworld", started, threads, sorted({r["seed"] for r in runs}), command)
+    prov["training_time_s"] = round(sum(r["seconds"] for r in runs), 1)  # every run the summary holds
+    prov["run_commits"] = sorted({t.get("git_commit", "not recorded") for t in trainings.values()})
+    result = {"provenance": prov, "config": config, "world": world, "summary": summarise_gridworld(runs),
+              "runs": runs, "trainings": trainings}
+    save_summary(out, result, force, rerun=f"`{COMMAND}` with every seed")
+    return result
+
+
+def make_parser() -> StudyParser:
+    parser = study_parser("gridworld", __doc__)
+    parser.add_argument("--sizes", type=transitions, nargs="+", default=list(SIZES),
+                        help="transitions per run, relabelled for every goal; 'all': each (s, a) pair once "
+                             "(default: 40 80 160 all)")
+    add_seeds(parser, default=range(10))
+    parser.add_argument("--updates", type=positive_int, default=GridConfig.updates,
+                        help="full-batch Adam updates per run (default: %(default)s; fewer for a quick try)")
+    add_threads(parser, default=1)
+    parser.add_argument("--out", type=output_file, default=RESULTS / "domains_gridworld.json",
+                        help="the summary to write (default: book/results/domains_gridworld.json)")
+    add_force(parser)
+    return parser
+
+
+def _interval(v: dict) -> str:
+    return "one seed, no interval" if v["ci95"] is None else f"95% CI {v['ci95'][0]:+.3f} .. {v['ci95'][1]:+.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    result = gridworld_study(args.sizes, args.seeds, args.out, args.updates, args.threads, args.force)
     for row in result["summary"]:
         s, v = row["success"], row["value_rmse"]
         print(f"N={row['num_transitions'] or 'all'}: success {row['a']} {100 * s['mean_a']:.1f}%, {row['b']} "
               f"{100 * s['mean_b']:.1f}%; value RMSE {v['mean_a']:.3f} vs {v['mean_b']:.3f} "
-              f"(paired difference {v['mean']:+.3f}, 95% CI {v['ci95'][0]:+.3f} .. {v['ci95'][1]:+.3f})")
-    return result
+              f"(paired difference {v['mean']:+.3f}, {_interval(v)})")
+    print(f"wrote {args.out}: {len(result['runs'])} runs")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

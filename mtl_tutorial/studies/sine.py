@@ -15,12 +15,17 @@ query MSE after 0, 1 and 10 fine-tuning steps.
 The command line meta-trains every method with one config and stores the held-out curves, the
 training losses, the trained weights (so a reader can adapt them to any wave) and the provenance:
 
-    python -m mtl_tutorial.studies.sine [--out book/results/sine.json] [--meta-steps 3000] [--threads 1]
+    python -m mtl_tutorial.studies.sine [--methods maml fomaml reptile joint] [--meta-steps 3000]
+        [--eval-tasks 600] [--threads 1] [--out FILE] [--force]
+
+Each run carries the provenance of its training. A call with fewer methods merges its runs into
+the stored summary (a run of the same method is replaced), so the summary never shrinks; stored
+runs of another config (``--meta-steps``, ``--eval-tasks``) are refused before any training,
+unless ``--force``. The book's runs used ``--meta-steps 20000``.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -40,6 +45,24 @@ from mtl_tutorial.meta.adaptation import adaptation_curve
 from mtl_tutorial.meta.episodes import Episode
 from mtl_tutorial.meta.step import meta_train_step
 from mtl_tutorial.studies import RESULTS
+from mtl_tutorial.studies.cli import (
+    StudyParser,
+    add_force,
+    add_threads,
+    apply_threads,
+    int_at_least,
+    output_file,
+    positive_int,
+    run,
+    study_parser,
+)
+from mtl_tutorial.studies.provenance import provenance, run_provenance
+from mtl_tutorial.studies.store import (
+    check_summary,
+    load_summary,
+    refuse_other_config,
+    save_summary,
+)
 
 METHODS = tuple(META_LEARNERS)  # maml, fomaml, reptile, joint
 # Inner SGD steps per method when SineConfig.inner_steps is None: MAML's one step (the paper's
@@ -230,51 +253,104 @@ def _compact(text: str) -> str:
     return re.sub(r"\[[-+0-9.eE,\s]*\]", lambda m: re.sub(r"\s+", "", m.group(0)), text)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Meta-train every method of ``--methods`` on the same waves; write their curves and weights."""
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.sine", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS / "sine.json")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--meta-steps", type=int, default=SineConfig.meta_steps)
-    parser.add_argument("--eval-tasks", type=int, default=600, help="held-out waves for the stored curves")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    from mtl_tutorial.studies.provenance import provenance
+COMMAND = "python -m mtl_tutorial.studies.sine"
 
+
+def study_config(method: str, meta_steps: int = SineConfig.meta_steps, eval_tasks: int = 600) -> SineConfig:
+    """The config of the stored run of ``method``: 0 to 10 fine-tuning steps scored on ``eval_tasks`` waves."""
+    return SineConfig(method=method, meta_steps=meta_steps, eval_tasks=eval_tasks, eval_steps=tuple(range(11)))
+
+
+def mergeable_runs(out: Path, configs: dict[str, SineConfig]) -> dict[str, dict]:
+    """The runs stored at ``out``, each with the provenance of its training (a run stored before runs
+    carried one gets the stored summary's, never this call's); a run of another config is refused."""
+    stored = load_summary(out) or {}
+    runs = stored.get("runs", {})
+    for method, stored_run in runs.items():
+        refuse_other_config(out, len(runs), stored_run.get("config"),
+                            asdict(configs[method]) if method in configs else None)
+    return {method: r if "provenance" in r else r | {"provenance": stored.get("provenance", {})}
+            for method, r in runs.items()}
+
+
+def sine_study(methods: Sequence[str] = METHODS, meta_steps: int = SineConfig.meta_steps, eval_tasks: int = 600,
+               out: str | Path = RESULTS / "sine.json", threads: int | None = 1, force: bool = False) -> dict:
+    """Meta-train every method of ``methods`` on the same waves; write their curves and weights to ``out``.
+
+    Each run carries :func:`~mtl_tutorial.studies.provenance.run_provenance` from its training.
+    The stored summary's runs of other methods are kept (so ``--methods maml`` re-trains MAML
+    alone); stored runs of another config than this call would give them are refused before any
+    training, unless ``force``, which replaces the stored summary with this call's runs.
+    """
+    methods = list(dict.fromkeys(methods))
+    configs = {m: study_config(m, meta_steps, eval_tasks) for m in METHODS}  # validates before any work
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {unknown or 'none given'}; valid methods are: {', '.join(METHODS)}")
+    out = Path(out)
+    kept = {} if force else mergeable_runs(out, configs)
+    rerun = f"`{COMMAND}` with every method and the stored --meta-steps and --eval-tasks"
+    check_summary(out, len(kept.keys() | set(methods)), force, rerun=rerun)
+    apply_threads(threads)
     started_wall, started_cpu = time.perf_counter(), time.process_time()
-    torch.set_num_threads(args.threads)
-    runs = {}
-    for method in args.methods:
-        config = SineConfig(method=method, meta_steps=args.meta_steps, eval_tasks=args.eval_tasks,
-                            eval_steps=tuple(range(11)))
+    trained = {}
+    for method in methods:
         cpu = time.process_time()
-        result = run_sine(config)
+        training = run_provenance()
+        result = run_sine(configs[method])
         losses = result.train_losses
-        runs[method] = {
-            "config": asdict(config),
-            "mse": {k: round(v, 5) for k, v in result.mse.items()},
-            "ci95": {k: round(v, 5) for k, v in result.ci95.items()},
+        trained[method] = {
+            "config": asdict(configs[method]),
+            "mse": {str(k): round(v, 5) for k, v in result.mse.items()},  # str keys, as JSON stores them
+            "ci95": {str(k): round(v, 5) for k, v in result.ci95.items()},
             "train_loss_per_100_steps": [round(sum(losses[i : i + 100]) / len(losses[i : i + 100]), 4)
                                          for i in range(0, len(losses), 100)],
             "cpu_s": round(time.process_time() - cpu, 1),
             "weights": weights_to_json(result.model),
+            "provenance": training,
         }
         print(f"{method:8s} query MSE after 0/1/10 steps: {result.mse[0]:.3f} / {result.mse[1]:.3f} / "
-              f"{result.mse[10]:.3f} ({runs[method]['cpu_s']} CPU-s)", flush=True)
-    command = (f"python -m mtl_tutorial.studies.sine --meta-steps {args.meta_steps} --eval-tasks {args.eval_tasks} "
-               f"--threads {args.threads}" + ("" if list(args.methods) == list(METHODS) else
-                                              " --methods " + " ".join(args.methods)))
+              f"{result.mse[10]:.3f} ({trained[method]['cpu_s']} CPU-s)", flush=True)
+    kept = {} if force else mergeable_runs(out, configs)  # again: another call may have written since
+    runs = {m: (kept | trained)[m] for m in METHODS if m in kept or m in trained}  # this call's replace stored
+    command = (f"{COMMAND} --meta-steps {meta_steps} --eval-tasks {eval_tasks}" + (f" --threads {threads}" if threads else "")
+               + ("" if methods == list(METHODS) else " --methods " + " ".join(methods)))
+    prov = provenance("sine", started_wall, threads, [SineConfig.seed], command)
+    prov["cpu_time_s"] = round(sum(r["cpu_s"] for r in runs.values()), 1)  # every run the summary holds
+    prov["call_cpu_time_s"] = round(time.process_time() - started_cpu, 1)  # this call only
+    prov["run_commits"] = sorted({r["provenance"].get("git_commit", "not recorded") for r in runs.values()})
     record = {
         "benchmark": "sine-wave regression of Finn et al. (2017, §5.1): K = 10 support points, held-out waves "
                      "use seed + 10000",
         "runs": runs,
-        "provenance": provenance("sine", started_wall, args.threads, [SineConfig.seed])
-        | {"command": command, "cpu_time_s": round(time.process_time() - started_cpu, 1)},
+        "provenance": prov,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_compact(json.dumps(record, indent=1)) + "\n")
+    save_summary(out, record, force, rerun=rerun, serialise=lambda r: _compact(json.dumps(r, indent=1)) + "\n")
     return record
 
 
+def make_parser() -> StudyParser:
+    parser = study_parser("sine", __doc__)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="methods to meta-train (default: all)")
+    parser.add_argument("--meta-steps", type=positive_int, default=SineConfig.meta_steps,
+                        help="outer steps per method (default: %(default)s)")
+    parser.add_argument("--eval-tasks", type=int_at_least(2), default=600,
+                        help="held-out waves for the stored curves, at least 2 (default: %(default)s)")
+    add_threads(parser, default=1)
+    parser.add_argument("--out", type=output_file, default=RESULTS / "sine.json",
+                        help="the summary to write (default: book/results/sine.json)")
+    add_force(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Meta-train every method of ``--methods`` on the same waves; write their curves and weights."""
+    args = make_parser().parse_args(argv)
+    record = sine_study(args.methods, args.meta_steps, args.eval_tasks, args.out, args.threads, args.force)
+    print(f"wrote {args.out}: {', '.join(record['runs'])}")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

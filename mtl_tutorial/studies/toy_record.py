@@ -15,10 +15,10 @@ time, about 95 s, is what two quiet cores would need.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import datetime
 import multiprocessing
+import pickle
 import platform
 import resource
 import time
@@ -28,7 +28,16 @@ from pathlib import Path
 import torch
 
 from mtl_tutorial.aggregators import AGGREGATORS
-from mtl_tutorial.studies.provenance import git_state
+from mtl_tutorial.files import CorruptFileError, atomic_write
+from mtl_tutorial.studies.cli import (
+    StudyParser,
+    UsageError,
+    output_file,
+    positive_int,
+    run,
+    study_parser,
+)
+from mtl_tutorial.studies.provenance import git_state, versions
 from mtl_tutorial.studies.toy import PAPER_STARTS, run_toy_many
 from mtl_tutorial.weightings import WEIGHTINGS
 
@@ -119,21 +128,33 @@ def record_toy_runs(path: str | Path, runs: Mapping[str, dict] = BOOK_RUNS, stri
     The file (``torch.save``, loadable with ``weights_only=True``) holds, for each run, its
     arguments, the end points ``{method: (S, 2)}``, the trajectories every ``stride`` steps
     ``{method: (steps / stride + 1, S, 2)}`` (float64) and its CPU seconds; and the git commit,
-    versions, processes, and the wall and CPU seconds of the whole recording.
+    versions, processes, and the wall and CPU seconds of the whole recording. The file is written
+    atomically: an interrupted recording leaves the previous file as it was.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give the file to write, e.g. {path / 'toy.pt'}")
     provenance = _provenance(processes)  # the code as the runs start
     cpu, wall = _cpu_seconds(), time.perf_counter()
     stored = run_in_processes(runs, processes, stride)
     provenance["wall_s"] = round(time.perf_counter() - wall, 1)
     provenance["cpu_s"] = round(_cpu_seconds() - cpu, 1)  # this process and its workers, start-up included
     record = {"provenance": provenance, "runs": stored}
-    torch.save(record, path)
+    atomic_write(path, lambda f: torch.save(record, f))
     return record
 
 
 def load_toy_runs(path: str | Path) -> dict:
-    """What :func:`record_toy_runs` saved: ``{"provenance": {...}, "runs": {name: {...}}}``."""
-    return torch.load(path, weights_only=True)
+    """What :func:`record_toy_runs` saved: ``{"provenance": {...}, "runs": {name: {...}}}``.
+
+    A broken file raises :class:`~mtl_tutorial.files.CorruptFileError` naming it and the repair.
+    """
+    try:
+        return torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise CorruptFileError(f"cannot load {path} ({' '.join(str(error).split())[:200]}); restore it with "
+                               f"`git checkout -- {path}` or record it again with `python -m "
+                               f"mtl_tutorial.studies.toy_record record {path}`") from None
 
 
 def benchmark(steps: int = 100_000, processes: int = 2) -> dict[str, float]:
@@ -163,6 +184,7 @@ def _provenance(processes: int) -> dict:
         "git_commit": commit,
         "package_modified_since_commit": dirty,
         "torch": str(torch.__version__),
+        "versions": versions(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processes": processes,
@@ -170,28 +192,28 @@ def _provenance(processes: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtl_tutorial.studies.toy_record", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def make_parser() -> StudyParser:
+    parser = study_parser("toy_record", __doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{record,bench}")
     record = commands.add_parser("record", help="record BOOK_RUNS to PATH (chapter 4: book/results/ch04_toy.pt)")
-    record.add_argument("path", type=Path)
-    record.add_argument("--processes", type=int, default=2)
+    record.add_argument("path", type=output_file, metavar="PATH")
+    record.add_argument("--processes", type=positive_int, default=2, help="worker processes (default: %(default)s)")
     bench = commands.add_parser("bench", help="time the paper's setting against the two-minute target")
-    bench.add_argument("--steps", type=int, default=100_000)
-    bench.add_argument("--processes", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.processes < 1:
-        parser.error(f"--processes must be at least 1, got {args.processes}")
+    bench.add_argument("--steps", type=positive_int, default=100_000, help="steps per run (default: %(default)s)")
+    bench.add_argument("--processes", type=positive_int, default=2, help="worker processes (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     if args.command == "record":
         saved = record_toy_runs(args.path, processes=args.processes)
-        for name, run in saved["runs"].items():
-            print(f"{name}: {len(run['arguments']['methods'])} methods, {run['cpu_s']} CPU s in the workers")
+        for name, record in saved["runs"].items():
+            print(f"{name}: {len(record['arguments']['methods'])} methods, {record['cpu_s']} CPU s in the workers")
         provenance = saved["provenance"]
         print(f"wrote {args.path}: {provenance['wall_s']} s wall, {provenance['cpu_s']} CPU s (start-up included), "
               f"{args.processes} processes")
         return 0
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
     result = benchmark(args.steps, args.processes)
     print(f"paper setting: {len(BOOK_RUNS['paper']['methods'])} methods x {len(PAPER_STARTS)} starts x {args.steps:,} steps "
           f"on {args.processes} processes, torch {torch.__version__}")
@@ -203,5 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{verdict} the target of {TARGET_SECONDS:.0f} s wall on 2 cores (a busy machine overstates the wall time)")
     return 0 if result["wall_s"] < TARGET_SECONDS else 1
 
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))
