@@ -6,16 +6,28 @@ exactly what was run (``dataclasses.asdict``) and a reader can rebuild it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 TRUNKS = ("transformer", "lstm")
 TOKENIZER_KINDS = ("bpe", "word")
 MIXINGS = ("all", "round_robin", "proportional", "temperature")
+# The names of two registries, kept here so that this module imports nothing of the package (the
+# registries' modules import it): mtl_tutorial.architectures.ARCHITECTURES and mtl_tutorial.tasks.TASKS.
+# tests/test_config.py checks that they agree.
+ARCHITECTURE_NAMES = ("hard", "cross_stitch", "mmoe", "adapters", "text_to_text")
+TASK_NAMES = ("sentiment", "source", "generation")
 
 
 def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid choices are: {', '.join(valid)}")
+
+
+def _check_range(name: str, value: object, ok: bool, valid: str) -> None:
+    """One error naming the field, the value and the valid range."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} is out of range; it must be {valid}")
 
 
 @dataclass
@@ -69,9 +81,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_choice("trunk", self.trunk, TRUNKS)
-        from mtl_tutorial.architectures import ARCHITECTURES  # late: the registry imports torch
-
-        _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
+        _check_choice("architecture", self.architecture, ARCHITECTURE_NAMES)
         if self.trunk == "transformer" and self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
@@ -108,7 +118,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of lr
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0  # the largest gradient norm a step applies; None: no clipping
     mixing: str = "all"
     mixing_temperature: float = 2.0  # T5's tau for mixing="temperature"; 1 is proportional
     mixing_limit: int | None = None  # T5's K: a task counts as at most K examples; None: no cap
@@ -130,6 +140,10 @@ class TrainConfig:
             raise ValueError("TrainConfig.tasks is empty; name at least one task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"TrainConfig.tasks has duplicates: {self.tasks}")
+        unknown_tasks = [name for name in self.tasks if name not in TASK_NAMES]
+        if unknown_tasks:
+            raise ValueError(f"TrainConfig.tasks names unknown tasks {unknown_tasks}; valid tasks are: "
+                             f"{', '.join(TASK_NAMES)} (the registry mtl_tutorial.tasks.TASKS)")
         if self.weights is not None:
             unknown = set(self.weights) - set(self.tasks)
             missing = set(self.tasks) - set(self.weights)
@@ -138,16 +152,31 @@ class TrainConfig:
                     f"weights must name exactly the tasks {self.tasks}; "
                     f"unknown: {sorted(unknown)}, missing: {sorted(missing)}"
                 )
-        if self.batch_size < 1 or self.max_steps < 1 or self.eval_every < 1:
-            raise ValueError("batch_size, max_steps and eval_every must be positive")
-        if not 0.0 <= self.prefix_dropout <= 1.0:
-            raise ValueError("prefix_dropout must lie in [0, 1]")
-        if self.mixing_temperature <= 0:
-            raise ValueError("mixing_temperature must be positive")
+            for name, w in self.weights.items():
+                _check_range(f"TrainConfig.weights[{name!r}]", w, math.isfinite(w) and w >= 0, "finite and >= 0")
+        for name in ("batch_size", "max_steps", "eval_every"):
+            value = getattr(self, name)
+            _check_range(f"TrainConfig.{name}", value, value >= 1, "a positive integer")
+        _check_range("TrainConfig.lr", self.lr, math.isfinite(self.lr) and self.lr >= 0,
+                     "finite and >= 0 (0 trains nothing)")
+        _check_range("TrainConfig.weight_decay", self.weight_decay,
+                     math.isfinite(self.weight_decay) and self.weight_decay >= 0, "finite and >= 0")
+        _check_range("TrainConfig.warmup_steps", self.warmup_steps, self.warmup_steps >= 0,
+                     "an integer >= 0 (0: no warm-up)")
+        _check_range("TrainConfig.grad_clip", self.grad_clip,
+                     self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+                     "finite and > 0, or None for no clipping")
+        _check_range("TrainConfig.prefix_dropout", self.prefix_dropout, 0.0 <= self.prefix_dropout <= 1.0,
+                     "in [0, 1]")
+        _check_range("TrainConfig.mixing_temperature", self.mixing_temperature, self.mixing_temperature > 0,
+                     "> 0 (T5's tau: 1 is proportional, inf gives equal rates)")
         if self.mixing_limit is not None and self.mixing_limit < 1:
             raise ValueError(f"mixing_limit is T5's cap K on a task's example count; it must be a "
                              f"positive integer or None (no cap), got {self.mixing_limit}")
-        from mtl_tutorial.aggregators import AGGREGATORS  # late: the registries import torch
+        _check_range("TrainConfig.patience", self.patience, self.patience >= 0,
+                     "an integer >= 0 (0 disables early stopping)")
+        # late: the registries import torch
+        from mtl_tutorial.aggregators import AGGREGATORS, make_aggregator
         from mtl_tutorial.weightings import WEIGHTINGS
 
         if self.weighting is not None:
@@ -162,6 +191,10 @@ class TrainConfig:
             raise ValueError("weighting_options are given but no weighting is named")
         if self.aggregator is not None:
             _check_choice("aggregator", self.aggregator, tuple(AGGREGATORS))
+            try:  # aggregators hold no state: building one checks its options now, not at step 1
+                make_aggregator(self.aggregator, **self.aggregator_options)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"TrainConfig.aggregator_options={self.aggregator_options}: {error}") from None
         elif self.aggregator_options:
             raise ValueError("aggregator_options are given but no aggregator is named")
 

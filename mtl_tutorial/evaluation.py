@@ -39,6 +39,9 @@ def evaluate(model: nn.Module, task: Task, data: EncodedTask, batch_size: int = 
     ``<bos>`` including ``<eos>``, with no label prefix.
     """
     model.eval()
+    if len(data) == 0:
+        raise ValueError(f"cannot evaluate task {task.name!r}: its split has no examples; give it a "
+                         "non-empty validation or test split (encode_task of more snippets)")
     device = next(model.parameters()).device
     if task.kind == CLASSIFICATION:
         logits, targets = [], []

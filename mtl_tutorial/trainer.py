@@ -6,15 +6,23 @@ Nothing here knows which weighting is used or what the tasks are: the multi-task
 Model selection is per task: after each evaluation the loop keeps, for every task, the weights
 of the step with its best validation metric, and :meth:`Trainer.best_model` hands them back.
 Training stops early when no task has improved for ``patience`` evaluations.
+
+A checkpoint resumes a run bit for bit, so it records what the numbers depend on beyond the
+``TrainConfig``: a fingerprint of the encoded examples (which also reflect the corpus split, the
+tokenizer and ``max_length``) and of the model (class, parameter names, shapes and dtypes, its
+``config``; see :mod:`mtl_tutorial.fingerprint`); :meth:`Trainer.load_checkpoint` refuses a resume
+on anything else.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
+import pickle
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +34,9 @@ from mtl_tutorial.aggregators import Aggregator, make_aggregator
 from mtl_tutorial.batching import EncodedTask, TaskSchedule, TaskStream
 from mtl_tutorial.config import TrainConfig
 from mtl_tutorial.evaluation import evaluate
-from mtl_tutorial.step import train_step
+from mtl_tutorial.files import CorruptFileError, atomic_write
+from mtl_tutorial.fingerprint import data_fingerprint, first_difference, model_fingerprint
+from mtl_tutorial.step import NonFiniteError, train_step
 from mtl_tutorial.tasks import Task
 from mtl_tutorial.weightings import WEIGHTINGS, Equal, Static, Weighting, make_weighting
 
@@ -75,6 +85,13 @@ def aggregator_from_config(config: TrainConfig) -> Aggregator | None:
     return make_aggregator(config.aggregator, **config.aggregator_options)
 
 
+# TrainConfig fields a resume ignores: they cannot change a number the run computes
+COSMETIC_FIELDS = ("progress",)  # the tqdm bar only draws
+# fields a resume may change when asked to (load_checkpoint(..., allow_changes=...)): the way out of
+# a divergence. The learning-rate schedule keeps its shape and restarts from the new lr.
+RESUME_CHANGES = ("lr", "grad_clip")
+
+
 def _lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up to 1, then cosine decay to 0.1."""
     if step < warmup:
@@ -88,7 +105,9 @@ class Trainer:
 
     ``weighting`` (default: equal or the config's static weights) and ``aggregator`` (default:
     none, one backward pass of the weighted loss) are passed through to
-    :func:`~mtl_tutorial.step.train_step` unchanged.
+    :func:`~mtl_tutorial.step.train_step` unchanged. ``description`` (JSON values, e.g.
+    ``{"tokenizer": asdict(tokenizer.config)}``) records what the encoded ids and the model cannot
+    show; a checkpoint keeps it and a resume must match it.
     """
 
     def __init__(
@@ -100,6 +119,7 @@ class Trainer:
         config: TrainConfig,
         weighting: Weighting | None = None,
         aggregator: Aggregator | None = None,
+        description: Mapping[str, object] | None = None,
     ) -> None:
         names = [t.name for t in tasks]
         if names != list(config.tasks):
@@ -108,6 +128,14 @@ class Trainer:
             missing = set(names) - set(data)
             if missing:
                 raise ValueError(f"{split} lacks encoded examples for tasks {sorted(missing)}")
+            empty = [name for name in names if len(data[name]) == 0]
+            if empty:
+                raise ValueError(f"{split} has no examples for tasks {empty}; every task needs training "
+                                 "examples and validation examples to be evaluated on")
+        try:
+            description_json = json.dumps(dict(description or {}), sort_keys=True)
+        except TypeError as error:
+            raise TypeError(f"description must hold JSON values (str, numbers, lists, dicts): {error}") from None
         self.model = model.to(config.device)
         self.tasks = list(tasks)
         self.val_data = val_data
@@ -143,13 +171,21 @@ class Trainer:
         self.best_scores: dict[str, float] = {}
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         self.evals_without_improvement = 0
+        self.fingerprint = {  # what a checkpoint must match beyond the config (model: at save time)
+            "data": {split: {n: data_fingerprint(data[n]) for n in names}
+                     for split, data in (("train", train_data), ("val", val_data))},
+            "description": description_json,
+        }
+        self.last_checkpoint: tuple[Path, int] | None = None  # (path, step) this trainer saved or loaded
 
     # ------------------------------------------------------------------ training
     def fit(self, until_step: int | None = None, checkpoint: str | Path | None = None) -> History:
         """Train to ``config.max_steps`` (or pause at ``until_step``), evaluating every ``eval_every`` steps.
 
         With ``checkpoint``, the state is saved there after every evaluation and at the end, and
-        :meth:`load_checkpoint` resumes it exactly.
+        :meth:`load_checkpoint` resumes it exactly. A step that meets a NaN or infinite value
+        applies nothing and raises :class:`~mtl_tutorial.step.NonFiniteError`; nothing is saved
+        then, and the message names the last good checkpoint.
         """
         config = self.config
         stop = min(config.max_steps, until_step or config.max_steps)
@@ -158,8 +194,12 @@ class Trainer:
         while self.step < stop and not self.history.stopped_early:
             names = self.schedule.tasks_for_step(self.step)
             batches = {name: self.streams[name].next() for name in names}
-            log = train_step(self.model, batches, self.optimizer, self.weighting, self.tasks,
-                             grad_clip=config.grad_clip, step=self.step, aggregator=self.aggregator)
+            try:
+                log = train_step(self.model, batches, self.optimizer, self.weighting, self.tasks,
+                                 grad_clip=config.grad_clip, step=self.step + 1, aggregator=self.aggregator)
+            except NonFiniteError as error:  # nothing was applied: save nothing, point to the last good state
+                bar.close()
+                raise type(error)(f"{error}. {self._recovery(checkpoint)}") from None
             self.scheduler.step()
             self.step += 1
             self.history.steps.append(self.step)
@@ -198,6 +238,19 @@ class Trainer:
         if self.config.patience and self.evals_without_improvement >= self.config.patience:
             self.history.stopped_early = True
 
+    def _recovery(self, checkpoint: str | Path | None) -> str:
+        """After a non-finite step: where the last good state is, and how to resume from it."""
+        settings = f"TrainConfig.lr is {self.config.lr}, grad_clip {self.config.grad_clip}"
+        if self.last_checkpoint is not None:  # every step it holds passed the checks
+            path, step = self.last_checkpoint
+            return (f"Nothing was saved: the last good checkpoint is {path} (after step {step}); after the "
+                    f"fix ({settings}) resume from it with load_checkpoint({str(path)!r}, "
+                    f"allow_changes={RESUME_CHANGES})")
+        if checkpoint is None:
+            return f"Nothing is saved without fit(checkpoint=...); after the fix ({settings}) train again"
+        return (f"Nothing was saved, and this run wrote no checkpoint yet (the first comes after step "
+                f"{self.config.eval_every}; {checkpoint} is as it was); after the fix ({settings}) train again")
+
     def best_model(self, task: str) -> nn.Module:
         """A copy of the model with the weights of ``task``'s best validation step."""
         if task not in self.best_states:
@@ -208,9 +261,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> None:
-        """Everything needed to resume bit-for-bit: weights, optimiser, streams, RNG, history."""
+        """Everything needed to resume bit-for-bit: weights, optimiser, streams, RNG, history, and
+        the fingerprints of the data and the model. Written atomically: a crash half way leaves the
+        previous checkpoint intact."""
         state = {
             "config": asdict(self.config),
+            "fingerprint": {**self.fingerprint, "model": model_fingerprint(self.model)},
             "step": self.step,
             "model": self.model.state_dict(),
             "weighting": self.weighting.state_dict(),
@@ -224,28 +280,53 @@ class Trainer:
             "best_states": self.best_states,
             "evals_without_improvement": self.evals_without_improvement,
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)  # never leave a half-written checkpoint
+        atomic_write(path, lambda f: torch.save(state, f))
+        self.last_checkpoint = (Path(path), self.step)
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Resume from :meth:`save_checkpoint` (loaded with ``weights_only=True``)."""
+    def load_checkpoint(self, path: str | Path, allow_changes: Collection[str] = ()) -> None:
+        """Resume from :meth:`save_checkpoint` (loaded with ``weights_only=True``).
+
+        The checkpoint must come from the same ``TrainConfig`` (up to ``COSMETIC_FIELDS``), data
+        and model; the error names the part that differs. ``allow_changes`` (a subset of
+        ``RESUME_CHANGES``) lets those fields of this trainer's config replace the checkpoint's,
+        e.g. a lower ``lr`` after a divergence.
+        """
         path = Path(path)
+        unknown = sorted(set(allow_changes) - set(RESUME_CHANGES))
+        if unknown:
+            raise ValueError(f"allow_changes names {unknown}; a resume can change only {RESUME_CHANGES}")
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}; train with fit(checkpoint={str(path)!r}) first")
-        state = torch.load(path, weights_only=True)
-        if state["config"] != asdict(self.config):
-            raise ValueError(
-                f"checkpoint {path} was written with a different TrainConfig; "
-                "build the Trainer with the same config to resume"
-            )
+        try:
+            state = torch.load(path, weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            raise CorruptFileError(f"cannot read checkpoint {path} ({error}); delete it and train again") from None
+        saved, current = state["config"], asdict(self.config)
+        ignored = set(COSMETIC_FIELDS) | set(allow_changes)
+        differ = [k for k in {**saved, **current} if k not in ignored and saved.get(k) != current.get(k)]
+        if differ:
+            fields = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} here" for k in differ)
+            hint = f", or pass allow_changes={tuple(differ)}" if set(differ) <= set(RESUME_CHANGES) else ""
+            raise ValueError(f"checkpoint {path} was written with a different TrainConfig ({fields}); build "
+                             f"the Trainer with the same config to resume{hint}")
+        if "fingerprint" not in state:
+            raise ValueError(f"checkpoint {path} predates the data and model fingerprints, so a resume "
+                             "cannot be checked; train again")
+        difference = first_difference(state["fingerprint"], {**self.fingerprint,
+                                                              "model": model_fingerprint(self.model)})
+        if difference is not None:
+            raise ValueError(f"checkpoint {path} belongs to another run: {difference}; resume with the "
+                             "data and model it was trained on")
         self.step = state["step"]
         self.model.load_state_dict(state["model"])
         self.weighting.load_state_dict(state["weighting"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "lr" in allow_changes:  # the same schedule from the new peak lr
+            factor = _lr_factor(self.scheduler.last_epoch, self.config.warmup_steps, self.config.max_steps)
+            self.scheduler.base_lrs = [self.config.lr] * len(self.optimizer.param_groups)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor
         for name, s in state["streams"].items():
             self.streams[name].load_state_dict(s)
         self.schedule.load_state_dict(state["schedule"])
@@ -254,3 +335,4 @@ class Trainer:
         self.best_scores = state["best_scores"]
         self.best_states = state["best_states"]
         self.evals_without_improvement = state["evals_without_improvement"]
+        self.last_checkpoint = (path, self.step)

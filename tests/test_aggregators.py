@@ -444,6 +444,26 @@ def test_registry_and_errors():
         make_aggregator("mgda", c=0.5)
     with pytest.raises(TypeError, match="its options are: c"):
         make_aggregator("cagrad", alpha=0.5)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="finite and >= 0, got -1"):
         CAGrad(c=-1)
     assert isinstance(NashMTL(max_iterations=5), NashMTL)
+
+
+@pytest.mark.parametrize("c", [float("inf"), float("nan"), -1e-9])
+def test_cagrad_refuses_a_radius_that_gives_no_direction(c):
+    with pytest.raises(ValueError, match=rf"radius c must be finite and >= 0, got {c}"):
+        CAGrad(c=c)
+
+
+def test_an_infinite_radius_would_give_nan():  # why c = inf is refused: the mean direction scaled by inf / inf
+    J = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.isfinite(CAGrad(c=1e300)(J)).all()
+    assert torch.isnan(cagrad_two_tasks(J[None], float("inf"))).any()
+
+
+@pytest.mark.parametrize("iterations", [0, -3, 2.5, True, None])
+def test_nash_mtl_refuses_iterations_that_are_not_a_positive_integer(iterations):
+    with pytest.raises(ValueError, match=rf"max_iterations \(Newton steps\) must be an integer >= 1, got {iterations}"):
+        NashMTL(max_iterations=iterations)
+    with pytest.raises(ValueError, match="max_iterations"):
+        nash_weights(torch.eye(3)[None], max_iterations=iterations)

@@ -61,7 +61,7 @@ def test_nan_guard_names_the_task_and_step(tiny_data, tiny_model_config):
     model = MultiTaskModel(tiny_model_config, TASK_LIST, 400)
     with torch.no_grad():
         model.heads["source"].linear.weight.fill_(float("nan"))
-    with pytest.raises(NonFiniteLossError, match="task 'source' is nan at step 17"):
+    with pytest.raises(NonFiniteLossError, match="step 17: the loss of task 'source' is nan; nothing was applied"):
         train_step(model, batches(tiny_data), torch.optim.SGD(model.parameters(), lr=0.1), Equal(3), TASK_LIST, step=17)
 
 

@@ -41,6 +41,19 @@ def test_registry_and_errors():
         Equal(0)
 
 
+@pytest.mark.parametrize("alpha", [float("nan"), -0.5, float("inf")])
+def test_gradnorm_refuses_an_alpha_without_a_target(alpha):
+    with pytest.raises(ValueError, match=rf"GradNorm's alpha must be finite and >= 0, got {alpha}"):
+        GradNorm(2, LAST_LAYER.parameters(), alpha=alpha)
+    assert GradNorm(2, LAST_LAYER.parameters(), alpha=0.0).alpha == 0.0  # equal gradient norms
+
+
+@pytest.mark.parametrize("start", [float("nan"), float("inf"), -float("inf")])
+def test_uncertainty_refuses_a_non_finite_start(start):
+    with pytest.raises(ValueError, match=rf"initial_log_variance .* must be finite, got {start}"):
+        Uncertainty(2, initial_log_variance=start)
+
+
 # ------------------------------------------------------------------ every registered weighting
 LAST_LAYER = torch.nn.Linear(3, 3)
 

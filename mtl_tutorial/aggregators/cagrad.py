@@ -2,6 +2,8 @@ r"""CAGrad: the best worst-case improvement within a ball around the mean gradie
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -158,8 +160,8 @@ class CAGrad(Aggregator):
     """
 
     def __init__(self, c: float = 0.5) -> None:
-        if not c >= 0:
-            raise ValueError(f"CAGrad's radius c must be non-negative, got {c}; the paper uses 0.4-0.5")
+        if not 0 <= c < math.inf:  # NaN fails too; c = inf would divide inf by inf
+            raise ValueError(f"CAGrad's radius c must be finite and >= 0, got {c}; the paper uses 0.4-0.5")
         self.c = float(c)
 
     def forward(self, jacobians: Tensor) -> Tensor:

@@ -2,6 +2,8 @@ r"""Nash-MTL: the Nash bargaining solution between the tasks (Navon et al., 2022
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor
 
@@ -18,6 +20,7 @@ def nash_weights(C: Tensor, max_iterations: int = 100) -> Tensor:
     keeps $\beta > 0$; it stops when every $(C\beta)_i \beta_i$ is within $10^{-12}$ of 1. A
     solution exists when 0 is not in the convex hull of the rows; callers check that first.
     """
+    _check_iterations(max_iterations)
     B, T = C.shape[:2]
     beta = torch.ones(B, T, dtype=C.dtype, device=C.device)
     halvings = 0.5 ** torch.arange(40, dtype=C.dtype, device=C.device)  # (K,)
@@ -40,6 +43,12 @@ def nash_weights(C: Tensor, max_iterations: int = 100) -> Tensor:
         first = accept.to(torch.int8).argmax(dim=-1)  # (B,)
         beta = candidates[torch.arange(B, device=C.device), first]
     return beta
+
+
+def _check_iterations(max_iterations: int) -> None:
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, Integral) or max_iterations < 1:
+        raise ValueError(f"Nash-MTL's max_iterations (Newton steps) must be an integer >= 1, got "
+                         f"{max_iterations!r}; 100 is ample (it stops once converged)")
 
 
 class NashMTL(Aggregator):
@@ -69,6 +78,7 @@ class NashMTL(Aggregator):
     """
 
     def __init__(self, max_iterations: int = 100) -> None:
+        _check_iterations(max_iterations)
         self.max_iterations = max_iterations
 
     def forward(self, jacobians: Tensor) -> Tensor:

@@ -2,6 +2,7 @@ r"""GradNorm: learn the weights so that every task's gradient norm trains at its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -47,6 +48,9 @@ class GradNorm(Weighting):
                 "GradNorm needs the parameters of the last shared layer, all with requires_grad=True, e.g. "
                 "GradNorm(T, model.trunk.norm.parameters())"
             )
+        if not 0 <= alpha < math.inf:  # NaN fails too
+            raise ValueError(f"GradNorm's alpha must be finite and >= 0, got {alpha}; the paper uses "
+                             "0.12-1.5 (0: equal gradient norms)")
         self.alpha = float(alpha)
         self.raw_weights = nn.Parameter(torch.ones(num_tasks))
         self.register_buffer("initial_losses", torch.full((num_tasks,), float("nan")))

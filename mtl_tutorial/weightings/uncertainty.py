@@ -2,6 +2,8 @@ r"""Uncertainty weighting: learn one log-variance per task (Kendall, Gal & Cipol
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +30,9 @@ class Uncertainty(Weighting):
 
     def __init__(self, num_tasks: int, initial_log_variance: float = 0.0) -> None:
         super().__init__(num_tasks)
+        if not math.isfinite(initial_log_variance):
+            raise ValueError(f"Uncertainty's initial_log_variance s_t = log σ_t² must be finite, got "
+                             f"{initial_log_variance}; 0 (σ = 1) is the usual start")
         self.log_variances = nn.Parameter(torch.full((num_tasks,), float(initial_log_variance)))
 
     def forward(self, losses: Tensor) -> Tensor:
