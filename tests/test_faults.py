@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -24,30 +23,13 @@ from mtl_tutorial.studies import cli, experiments, store
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A tiny experiment registered at run time: one seed, the two classification tasks, 6 steps of a
-# 16-wide one-layer Transformer. Its three runs train in about 1.5 s each on one thread.
-TINY = textwrap.dedent("""
-    from mtl_tutorial.config import ExperimentConfig, ModelConfig, TrainConfig
-    from mtl_tutorial.studies import experiments
-
-    def tiny_runs():
-        def config(tasks, seed):
-            return ExperimentConfig(
-                model=ModelConfig(d_model=16, num_layers=1, num_heads=2, d_ff=32),
-                train=TrainConfig(tasks=tasks, seed=seed, batch_size=8, max_steps=6, eval_every=3,
-                                  warmup_steps=2, patience=0))
-        runs = [experiments.Run("multitask/seed0", config(("sentiment", "source"), 0))]
-        runs += [experiments.Run(f"single-{t}/seed0", config((t,), 0)) for t in ("sentiment", "source")]
-        return runs
-
-    experiments.EXPERIMENTS["tiny"] = tiny_runs
-""")
+TINY = Path(__file__).with_name("tiny_experiment.py")  # a 3-run experiment, registered as "tiny"
 
 
 def register_tiny(monkeypatch) -> None:
-    namespace: dict = {}
-    exec(compile(TINY, "tiny", "exec"), namespace)
-    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", namespace["tiny_runs"])
+    from tiny_experiment import tiny_runs  # tests/ is on sys.path under pytest
+
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny_runs)
     monkeypatch.setattr(experiments, "baselines", lambda data: {})  # not what these tests check
 
 
@@ -124,11 +106,8 @@ def test_killed_experiment_resumes_and_shares_never_shrink_the_summary(tmp_path,
     fewer runs is refused, and a corrupt record stops the collection with the file's name."""
     out = tmp_path / "tiny.json"
     run_dir = tmp_path / "runs" / "tiny"
-    script = tmp_path / "tiny_cli.py"
-    script.write_text(TINY + "from mtl_tutorial.studies import cli\n"
-                      "raise SystemExit(cli.run(experiments.main))\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, str(script), "tiny", "--threads", "1", "--out", str(out)],
+    process = subprocess.Popen([sys.executable, str(TINY), "tiny", "--threads", "1", "--out", str(out)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not list(run_dir.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:

@@ -33,7 +33,7 @@ from mtl_tutorial.studies import RESULTS, cli
 from mtl_tutorial.studies.cli import UsageError, add_seeds, add_threads, study_parser
 from mtl_tutorial.studies.pipeline import CaseStudyData, prepare_data, train_and_evaluate
 from mtl_tutorial.studies.provenance import provenance, run_provenance
-from mtl_tutorial.studies.store import load_run, save_run, save_summary
+from mtl_tutorial.studies.store import check_summary, load_run, save_run, save_summary
 from mtl_tutorial.tasks import TASKS
 
 SEEDS = (0, 1, 2)
@@ -353,26 +353,34 @@ def run_experiment(name: str, out: Path | None = None, fresh: bool = False, thre
     out = Path(out or RESULTS / f"{name}.json")
     run_dir = out.parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
+    share = seeds is not None or shard is not None
+    if not share:  # refuse a summary that would shrink before hours of training, not after
+        check_summary(out, len(runs), force, rerun=f"`{command_for(name)}`")
     prov = provenance(name, started, threads, seeds)  # the commit the runs start from
+    paths = {run.name: run_dir / (run.name.replace("/", "_") + ".json") for run in runs}
+    stored = {}  # every stored record is checked before any work: a broken or foreign one stops the call
+    for run in runs:
+        path = paths[run.name]
+        if path.exists() and not fresh:
+            record = load_run(path, command_for(name))
+            if not same_config(record["config"], json.loads(json.dumps(dataclasses.asdict(run.config)))):
+                raise UsageError(f"{path} holds {run.name} trained with another configuration; to keep it, write "
+                                 f"elsewhere with --out; to retrain and replace it, pass --fresh")
+            stored[run.name] = record
     data = prepare_data(runs[0].config)
     records = []
     for run in runs:
-        path = run_dir / (run.name.replace("/", "_") + ".json")
-        if path.exists() and not fresh:
-            record = load_run(path, command_for(name))
-            if same_config(record["config"], json.loads(json.dumps(dataclasses.asdict(run.config)))):
-                print(f"[{name}] {run.name}: reusing {path}", flush=True)
-                records.append(record)
-                continue
-            raise UsageError(f"{path} holds {run.name} trained with another configuration; to keep it, write "
-                             f"elsewhere with --out; to retrain and replace it, pass --fresh")
+        if run.name in stored:
+            print(f"[{name}] {run.name}: reusing {paths[run.name]}", flush=True)
+            records.append(stored[run.name])
+            continue
         print(f"[{name}] {run.name}: training", flush=True)
         record = run_one(run, data)
         record["provenance"] = run_provenance()
-        save_run(path, record)
+        save_run(paths[run.name], record)
         print(f"[{name}] {run.name}: {record['steps']} steps, {record['seconds']} s, test {record['test']}", flush=True)
         records.append(record)
-    if seeds is not None or shard is not None:  # a share of the runs: the summary needs them all
+    if share:  # a share of the runs: the summary needs them all
         print(f"[{name}] {len(records)} runs of this share done; when every share has finished, collect every "
               f"run and write {out} with: {command_for(name)}", flush=True)
         return {"runs": records}
