@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from mtl_tutorial.studies import ROOT
+from mtl_tutorial.studies.__main__ import STUDIES
 from mtl_tutorial.studies.cli import run, seed_ids, seeds_text
 
-ENTRY_POINTS = ("digits", "gridworld", "fewshot", "sine", "toy_record", "bench")
+ENTRY_POINTS = tuple(STUDIES)  # every study `python -m mtl_tutorial.studies` lists
 
 
 def call(name: str, argv: list[str]) -> int:
@@ -67,6 +68,18 @@ BAD_ARGUMENTS = [  # (study, arguments, a word the one-line message must hold); 
     ("bench", ["--torchjd", *OUT], "add --methods"),
     ("bench", ["--architectures", "--methods", *OUT], "--architectures"),
     ("bench", ["--out", "{tmp}"], "folder"),
+    ("experiments", [], "name an experiment"),
+    ("experiments", ["no_such", *OUT], "invalid choice"),
+    ("experiments", ["methods", "--threads", "0", *OUT], "--threads"),
+    ("experiments", ["methods", "--seeds", "7", *OUT], "has no seeds [7]"),
+    ("experiments", ["methods", "--seeds", "-1", *OUT], "--seeds"),
+    ("experiments", ["methods", "--shard", "1", *OUT], "expected K/N"),
+    ("experiments", ["methods", "--shard", "2/2", *OUT], "0 <= K < N"),
+    ("experiments", ["article_lstm", "--seeds", "0", "--shard", "5/6", *OUT], "selects no run"),
+    ("pretrained", ["--groups", "thawed", *OUT], "invalid choice"),
+    ("pretrained", ["--steps", "0", *OUT], "--steps"),
+    ("pretrained", ["--seeds", "a", *OUT], "--seeds"),
+    ("pretrained", ["--threads", "0", *OUT], "--threads"),
 ]
 
 
@@ -106,6 +119,8 @@ THROUGH_PYTHON_M = {
     "sine": ["--meta-steps", "-1"],
     "toy_record": ["bench", "--steps", "0"],
     "bench": ["--threads", "0"],
+    "experiments": ["methods", "--shard", "1"],
+    "pretrained": ["--steps", "0"],
 }
 
 
