@@ -95,6 +95,14 @@ def output_file(text: str) -> Path:
     return path
 
 
+def add_out(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out FILE``: where the summary goes, by default ``book/results/NAME``, checked before any work."""
+    from mtl_tutorial.studies import RESULTS
+
+    parser.add_argument("--out", type=output_file, default=RESULTS / name,
+                        help=f"the summary to write (default: book/results/{name})")
+
+
 def output_folder(text: str) -> Path:
     """argparse type: a folder to write files into, checked before any work (created when needed)."""
     path = Path(text)

@@ -45,10 +45,10 @@ from mtl_tutorial.studies.cli import (
     StudyParser,
     UsageError,
     add_force,
+    add_out,
     add_seeds,
     add_threads,
     apply_threads,
-    output_file,
     positive_int,
     run,
     seeds_text,
@@ -352,8 +352,7 @@ def make_parser() -> StudyParser:
     parser.add_argument("--steps", type=positive_int, default=DigitsConfig.steps,
                         help="full-batch Adam steps per run (default: %(default)s; fewer for a quick try)")
     add_threads(parser, default=1)
-    parser.add_argument("--out", type=output_file, default=RESULTS / "domains_digits.json",
-                        help="the summary to write (default: book/results/domains_digits.json)")
+    add_out(parser, "domains_digits.json")
     add_force(parser)
     return parser
 

@@ -69,10 +69,10 @@ from mtl_tutorial.studies.cli import (
     StudyParser,
     UsageError,
     add_force,
+    add_out,
     add_threads,
     apply_threads,
     int_at_least,
-    output_file,
     output_folder,
     positive_int,
     run,
@@ -375,8 +375,7 @@ def make_parser() -> StudyParser:
     parser.add_argument("--episodes", type=int_at_least(2), default=600,
                         help="meta-test episodes per setting, at least 2 (default: %(default)s)")
     add_threads(parser, default=1)
-    parser.add_argument("--out", type=output_file, default=RESULTS / "fewshot.json",
-                        help="the summary to write (default: book/results/fewshot.json)")
+    add_out(parser, "fewshot.json")
     parser.add_argument("--runs", type=output_folder, default=RESULTS / "runs" / "fewshot",
                         help="folder of finished settings, reused when their config matches "
                              "(default: book/results/runs/fewshot)")

@@ -50,10 +50,10 @@ from mtl_tutorial.studies import RESULTS
 from mtl_tutorial.studies.cli import (
     StudyParser,
     add_force,
+    add_out,
     add_seeds,
     add_threads,
     apply_threads,
-    output_file,
     positive_int,
     run,
     seeds_text,
@@ -500,8 +500,7 @@ def make_parser() -> StudyParser:
     parser.add_argument("--updates", type=positive_int, default=GridConfig.updates,
                         help="full-batch Adam updates per run (default: %(default)s; fewer for a quick try)")
     add_threads(parser, default=1)
-    parser.add_argument("--out", type=output_file, default=RESULTS / "domains_gridworld.json",
-                        help="the summary to write (default: book/results/domains_gridworld.json)")
+    add_out(parser, "domains_gridworld.json")
     add_force(parser)
     return parser
 

@@ -48,10 +48,10 @@ from mtl_tutorial.studies import RESULTS
 from mtl_tutorial.studies.cli import (
     StudyParser,
     add_force,
+    add_out,
     add_threads,
     apply_threads,
     int_at_least,
-    output_file,
     positive_int,
     run,
     study_parser,
@@ -338,8 +338,7 @@ def make_parser() -> StudyParser:
     parser.add_argument("--eval-tasks", type=int_at_least(2), default=600,
                         help="held-out waves for the stored curves, at least 2 (default: %(default)s)")
     add_threads(parser, default=1)
-    parser.add_argument("--out", type=output_file, default=RESULTS / "sine.json",
-                        help="the summary to write (default: book/results/sine.json)")
+    add_out(parser, "sine.json")
     add_force(parser)
     return parser
 
