@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from mtl_tutorial.baselines import KneserNeyLM, tfidf_logistic_regression
+from mtl_tutorial.baselines import KneserNeyLM, nb_logistic_regression, tfidf_logistic_regression
 from mtl_tutorial.config import ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig
 from mtl_tutorial.evaluation import delta_m, sample
 from mtl_tutorial.studies import RESULTS, cli
@@ -255,14 +255,25 @@ def same_config(stored: dict, current: dict) -> bool:
 
 
 def baselines(data: CaseStudyData) -> dict:
-    """TF-IDF + logistic regression for the classifiers, Kneser-Ney 3-gram for perplexity."""
+    """The classical baselines: TF-IDF + LR and NB-LR for the classifiers, Kneser-Ney for perplexity.
+
+    Keys: ``tfidf_{task}`` and ``nblr_{task}`` for sentiment and source; ``kneser_ney_3gram``,
+    ``kneser_ney_4gram`` and ``modified_kneser_ney_4gram`` (Chen & Goodman's three discounts).
+    """
     out = {}
+    splits = data.splits
     for name in ("sentiment", "source"):
-        r = tfidf_logistic_regression(TASKS[name], data.splits.train, data.splits.val, data.splits.test)
+        r = tfidf_logistic_regression(TASKS[name], splits.train, splits.val, splits.test)
         out[f"tfidf_{name}"] = {"C": r.C, "val_accuracy": r.val_accuracy, "test": r.test}
-    lm = KneserNeyLM(order=3, vocab_size=data.tokenizer.vocab_size).fit(data.encoded["train"]["generation"].ids)
-    ppl, tokens = lm.perplexity(data.encoded["test"]["generation"].ids)
-    out["kneser_ney_3gram"] = {"test": {"perplexity": ppl}, "tokens": tokens, "discounts": lm.discount[1:]}
+        nb = nb_logistic_regression(TASKS[name], splits.train, splits.val, splits.test)
+        out[f"nblr_{name}"] = {"C": nb.C, "alpha": nb.alpha, "val_accuracy": nb.val_accuracy, "test": nb.test}
+    train_ids, test_ids = data.encoded["train"]["generation"].ids, data.encoded["test"]["generation"].ids
+    for key, order, modified in (("kneser_ney_3gram", 3, False), ("kneser_ney_4gram", 4, False),
+                                 ("modified_kneser_ney_4gram", 4, True)):
+        lm = KneserNeyLM(order=order, vocab_size=data.tokenizer.vocab_size, modified=modified).fit(train_ids)
+        ppl, tokens = lm.perplexity(test_ids)
+        discounts = [list(d) for d in lm.discounts[1:]] if modified else lm.discount[1:]
+        out[key] = {"test": {"perplexity": ppl}, "tokens": tokens, "discounts": discounts}
     return out
 
 
