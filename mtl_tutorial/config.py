@@ -12,6 +12,18 @@ from dataclasses import dataclass, field
 TRUNKS = ("transformer", "lstm")
 TOKENIZER_KINDS = ("bpe", "word")
 MIXINGS = ("all", "round_robin", "proportional", "temperature")
+# How a TaskStream turns each epoch's random permutation into batches (mtl_tutorial.batching);
+# generation streams use length pools under every choice:
+BATCH_SAMPLINGS = (
+    # sort by length within pools of 50 batches: least padding, but classes of unlike length cluster
+    # (source: plot synopses gather in a few batches). The recipe of the stored results
+    "length_pools",
+    # classification batches are plain random draws: class counts as under uniform sampling
+    "uniform",
+    # sort by length within each class inside a pool, every class keeping its random positions:
+    # class counts as under "uniform", padding as under "length_pools" where classes match in length
+    "length_pools_by_class",
+)
 # The names of two registries, kept here so that this module imports nothing of the package (the
 # registries' modules import it): mtl_tutorial.architectures.ARCHITECTURES and mtl_tutorial.tasks.TASKS.
 # tests/test_config.py checks that they agree.
@@ -104,6 +116,12 @@ class TrainConfig:
     rule (``temperature``). ``mixing_limit`` is T5's artificial dataset-size limit K: with it a
     task of e_m examples counts as min(e_m, K) in the proportional and temperature rates.
 
+    ``batch_sampling`` decides how a task's batches are drawn (``BATCH_SAMPLINGS``): the default
+    ``length_pools`` sorts examples by length within pools of batches, which for a classification
+    task whose classes differ in length makes batches of mostly one class; ``uniform`` and
+    ``length_pools_by_class`` give every classification batch the class counts of uniform sampling
+    (≈ Binomial(batch_size, class share)), at the cost of more padding.
+
     ``weighting`` names a loss weighting of :mod:`mtl_tutorial.weightings` (``None``: equal
     weights, or the static ``weights``); ``aggregator`` names a gradient aggregator of
     :mod:`mtl_tutorial.aggregators` (``None``: one backward pass of the weighted loss). Their
@@ -123,6 +141,7 @@ class TrainConfig:
     mixing_temperature: float = 2.0  # T5's tau for mixing="temperature"; 1 is proportional
     mixing_limit: int | None = None  # T5's K: a task counts as at most K examples; None: no cap
     prefix_dropout: float = 0.5  # generation: share of snippets trained without their label prefix
+    batch_sampling: str = "length_pools"  # what the stored results used; see BATCH_SAMPLINGS
     eval_every: int = 200
     patience: int = 5  # evaluations without improvement before early stopping; 0 disables it
     seed: int = 0
@@ -136,6 +155,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
         _check_choice("mixing", self.mixing, MIXINGS)
+        _check_choice("batch_sampling", self.batch_sampling, BATCH_SAMPLINGS)
         if not self.tasks:
             raise ValueError("TrainConfig.tasks is empty; name at least one task")
         if len(set(self.tasks)) != len(self.tasks):

@@ -159,7 +159,7 @@ class Trainer:
         )
         self.streams = {
             t.name: TaskStream(train_data[t.name], config.batch_size, seed=config.seed * 1000 + i,
-                               prefix_dropout=config.prefix_dropout)
+                               prefix_dropout=config.prefix_dropout, sampling=config.batch_sampling)
             for i, t in enumerate(tasks)
         }
         self.schedule = TaskSchedule(
@@ -302,6 +302,8 @@ class Trainer:
         except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
             raise CorruptFileError(f"cannot read checkpoint {path} ({error}); delete it and train again") from None
         saved, current = state["config"], asdict(self.config)
+        # a field added to TrainConfig since the checkpoint was written counts at its default
+        saved = {**{k: v for k, v in asdict(TrainConfig()).items() if k not in saved}, **saved}
         ignored = set(COSMETIC_FIELDS) | set(allow_changes)
         differ = [k for k in {**saved, **current} if k not in ignored and saved.get(k) != current.get(k)]
         if differ:

@@ -150,3 +150,50 @@ def test_the_lstm_trunk_exposes_its_top_layer():
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(names[id(p)] for p in model.last_shared_parameters()) == [
         "trunk.lstm.bias_hh_l1", "trunk.lstm.bias_ih_l1", "trunk.lstm.weight_hh_l1", "trunk.lstm.weight_ih_l1"]
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "length_pools_by_class"])
+def test_batch_sampling_reaches_every_stream(tiny_data, tiny_model_config, tiny_train_config, sampling):
+    from mtl_tutorial.batching import TaskStream
+
+    config = dataclasses.replace(tiny_train_config, batch_sampling=sampling)
+    trainer = make_trainer(tiny_data, tiny_model_config, config)
+    assert {s.sampling for s in trainer.streams.values()} == {sampling}
+    for i, name in enumerate(config.tasks):  # the trainer's seeds: seed * 1000 + task index
+        alone = TaskStream(tiny_data["train"][name], 8, seed=i, sampling=sampling)
+        pools = TaskStream(tiny_data["train"][name], 8, seed=i)
+        assert torch.equal(trainer.streams[name].order, alone.order)
+        assert torch.equal(alone.order, pools.order) == (name == "generation")  # generation: length pools
+    with pytest.raises(ValueError, match="valid choices are: length_pools, uniform"):
+        TrainConfig(batch_sampling="stratified")
+
+
+@pytest.mark.parametrize("prefix_dropout", [0.0, 1.0])
+def test_prefix_dropout_reaches_the_generation_stream(tiny_data, tiny_model_config, tiny_train_config,
+                                                       prefix_dropout):
+    """0: every snippet starts with its label token; 1: none does, all start with <bos>."""
+    config = dataclasses.replace(tiny_train_config, prefix_dropout=prefix_dropout)
+    stream = make_trainer(tiny_data, tiny_model_config, config).streams["generation"]
+    data = tiny_data["train"]["generation"]
+    bos, label_tokens = data.ids[0][0], {ids[0] for ids in data.prefixed}
+    first = torch.cat([stream.next().inputs[:, 0] for _ in range(40)]).tolist()  # past an epoch
+    if prefix_dropout == 0.0:
+        assert set(first) <= label_tokens and len(label_tokens) == 3 and bos not in label_tokens
+    else:
+        assert set(first) == {bos}
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "length_pools_by_class"])
+def test_resume_equals_uninterrupted_with_unmixed_batches(tiny_data, tiny_model_config, tiny_train_config,
+                                                          tmp_path, sampling):
+    """The resume test under the samplings with uniform class counts, in batches of 32 so that the
+    second half crosses an epoch (9 batches of the 300 tiny snippets): the reshuffle after a resume
+    is checked too."""
+    config = dataclasses.replace(tiny_train_config, batch_sampling=sampling, batch_size=32, max_steps=12,
+                                 eval_every=6)
+    test_resume_equals_uninterrupted(tiny_data, tiny_model_config, config, tmp_path, "all")
+    resumed = make_trainer(tiny_data, tiny_model_config, config)
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.streams["source"].epoch == 0
+    resumed.fit()
+    assert resumed.streams["source"].epoch == 1

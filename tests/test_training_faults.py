@@ -282,6 +282,19 @@ def test_toggling_the_progress_bar_resumes(checkpoint, tiny_data, tiny_model_con
     assert all(torch.equal(p, q) for p, q in zip(straight.model.parameters(), trainer.model.parameters()))
 
 
+def test_a_checkpoint_from_before_a_new_config_field_resumes_at_its_default(checkpoint, tiny_data, tiny_model_config,
+                                                                            tiny_train_config):
+    state = torch.load(checkpoint, weights_only=True)
+    del state["config"]["batch_sampling"]  # written before the field existed
+    torch.save(state, checkpoint)
+    trainer = make_trainer(tiny_data, tiny_model_config, tiny_train_config)
+    trainer.load_checkpoint(checkpoint)
+    assert trainer.step == 2
+    with pytest.raises(ValueError, match="batch_sampling: 'length_pools' there, 'uniform' here"):
+        make_trainer(tiny_data, tiny_model_config,
+                     dataclasses.replace(tiny_train_config, batch_sampling="uniform")).load_checkpoint(checkpoint)
+
+
 def test_a_checkpoint_write_that_fails_half_way_keeps_the_previous_one(
         checkpoint, tiny_data, tiny_model_config, tiny_train_config, monkeypatch):
     good = checkpoint.read_bytes()
