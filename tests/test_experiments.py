@@ -147,3 +147,21 @@ def test_summarise_skips_delta_m_for_a_seed_without_its_single_task_runs():
     summary = experiments.summarise(records)  # seed 1 has no single-task runs among the records
     assert summary["multitask"]["delta_m"]["values"] == [pytest.approx(8.3333333)]
     assert "delta_m" not in experiments.summarise(records[3:])["multitask"]  # no seed has its singles
+
+
+def test_the_ablation_changes_only_the_prefixes_and_the_batches():
+    case = {r.name: r.config for r in experiments.case_study_runs()}
+    runs = experiments.ablation_runs()
+    assert len(runs) == 6 * len(experiments.SEEDS)
+    for run in runs:
+        group, seed = run.name.split("/")
+        task = group.split("-")[1] if group.startswith("single-") else None
+        base = case[f"single-{task}/{seed}" if task else f"multitask/{seed}"]
+        changed = {k for k, v in dataclasses.asdict(run.config.train).items()
+                   if v != dataclasses.asdict(base.train)[k]}
+        assert changed and changed <= {"prefix_dropout", "batch_sampling"}, (run.name, changed)
+        assert run.config.model == base.model and run.config.tokenizer == base.tokenizer
+        if "no_prefix" in group:
+            assert run.config.train.prefix_dropout == 1.0
+        if "by_class" in group:
+            assert run.config.train.batch_sampling == "length_pools_by_class"

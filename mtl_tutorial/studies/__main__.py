@@ -8,7 +8,7 @@ from mtl_tutorial.studies import cli
 
 # name -> (what it produces for the book). Each is ``python -m mtl_tutorial.studies.NAME --help``.
 STUDIES: dict[str, str] = {
-    "experiments": "chapters 2.1, 4 and 5: the case study's named experiments (case_study, article_lstm, "
+    "experiments": "chapters 2.1, 4 and 5: the case study's named experiments (case_study, article_lstm, prefix_ablation, "
                    "methods, architectures)",
     "pretrained": "chapter 2.2: MiniLM frozen / fine-tuned against the from-scratch trunk",
     "sine": "chapter 2.3: MAML, FOMAML, Reptile and joint training on sine waves",
